@@ -1,0 +1,212 @@
+"""Recipes: YAML into typed dataclasses. Every field has a default; an unknown key is an error naming it."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .latency.target import LatencyTarget
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are batched."""
+
+    dataset: str = "digits"
+    """``digits`` (scikit-learn's handwritten digits, embedded) or ``imagefolder``."""
+    root: str | None = None
+    """ImageFolder root holding ``train/`` and ``val/`` (and optionally ``test/``) class folders."""
+    image_size: int = 32
+    """Side of the square images fed to the network."""
+    batch_size: int = 64
+    """Training and evaluation batch size."""
+    workers: int = 0
+    """DataLoader worker processes."""
+    augment: bool = True
+    """Random shifts (digits) or random resized crops and flips (ImageFolder) while training."""
+
+
+@dataclass
+class TrainConfig:
+    """An SGD training schedule (teacher training and end-to-end fine-tuning)."""
+
+    epochs: int = 15
+    """Passes over the training split."""
+    lr: float = 0.05
+    """Peak learning rate of the cosine schedule."""
+    weight_decay: float = 5e-4
+    """Decoupled weight decay."""
+    optimizer: str = "sgd"
+    """Any optimizer name timm's ``create_optimizer_v2`` knows."""
+    warmup_epochs: int = 1
+    """Linear warm-up epochs before the cosine decay."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy term."""
+
+
+@dataclass
+class TeacherConfig:
+    """The trained network to accelerate."""
+
+    model: str = "resnet18"
+    """A timm model name."""
+    kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for ``timm.create_model`` (e.g. ``replace_stem_pool``)."""
+    pretrained: bool = False
+    """Load timm's pretrained weights (needs them in the local cache or network access)."""
+    checkpoint: str | None = None
+    """A local checkpoint (safetensors, or a torch file loaded with ``weights_only``)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Schedule used to train the teacher when no checkpoint is given."""
+
+
+@dataclass
+class SlotsConfig:
+    """Which blocks of the teacher may be replaced."""
+
+    patterns: list = field(default_factory=list)
+    """fnmatch patterns over module paths; empty means every block of a registered type."""
+
+
+@dataclass
+class ZooConfig:
+    """Candidate families offered for every slot."""
+
+    families: dict = field(default_factory=lambda: {"identity": {}, "pruned": {}, "conv_bn_act": {}, "dwsep": {}, "mbconv": {}})
+    """Family name → its options; ``keep`` is always candidate 0."""
+    plugins: list = field(default_factory=list)
+    """Python files or modules to import first, registering the user's own families."""
+
+
+@dataclass
+class ProfileConfig:
+    """How precisely latencies are measured."""
+
+    rel_precision: float = 0.02
+    """Stop once each median is known to this relative precision (95% confidence)."""
+    time_budget_s: float = 60.0
+    """Cap on the seconds spent measuring one batch of candidates."""
+
+
+@dataclass
+class DistillConfig:
+    """Phase 1: layer-wise feature-map distillation of every candidate."""
+
+    epochs: int = 3
+    """Passes over the training split."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine-decayed to zero)."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    loss: str = "nmse"
+    """``nmse`` (MSE normalised by the teacher output's energy) or ``mse``."""
+    chunk_size: int = 256
+    """Candidates trained together per pass over the data; bounds memory."""
+    bn_recalibration_batches: int = 20
+    """Training batches used to re-estimate each candidate's BatchNorm statistics after training."""
+
+
+@dataclass
+class SearchConfig:
+    """Phase 2: the integer program."""
+
+    budget: float = 0.5
+    """Latency budget as a fraction of the teacher's measured latency."""
+    budget_ms: float | None = None
+    """Absolute budget in milliseconds; overrides ``budget`` when set."""
+    backend: str = "cpsat"
+    """``cpsat`` (OR-Tools CP-SAT), ``scip`` (OR-Tools MIP) or ``cbc`` (PuLP)."""
+    time_limit_s: float = 10.0
+    """Solver time limit."""
+    verify_rounds: int = 3
+    """Times the assembled student is measured end to end and the budget tightened if it is over."""
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Phase 3: end-to-end fine-tuning of the student with knowledge distillation."""
+
+    epochs: int = 10
+    lr: float = 0.01
+    kd_temperature: float = 4.0
+    """Softmax temperature of the distillation term."""
+    kd_alpha: float = 0.7
+    """Weight of the KL term; ``1 - kd_alpha`` weighs cross-entropy with the labels."""
+
+
+@dataclass
+class Recipe:
+    """Everything one run needs."""
+
+    name: str = "run"
+    """Run name; the default run directory is ``runs/<name>``."""
+    seed: int = 0
+    """Seed of every random choice (splits, initialisation, batch order)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    target: LatencyTarget = field(default_factory=LatencyTarget)
+    slots: SlotsConfig = field(default_factory=SlotsConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"recipe key {where!r} must be {tp.__name__}, got {value!r}")
+    if tp in (dict, list) and not isinstance(value, tp):
+        raise ConfigError(f"recipe key {where!r} must be a {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe section {where or 'top level'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            path = f"{where}.{key}" if where else key
+            raise ConfigError(f"unknown recipe key {path!r}; known keys here are {sorted(known)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    """Build a Recipe from a plain mapping, validating every key."""
+    return _build(Recipe, data, "")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {e}") from e
+    return recipe_from_dict(data or {})

@@ -1,0 +1,201 @@
+"""Slots: the replaceable sites of a teacher network, found by registered block type or by pattern."""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import SlotDiscoveryError
+
+SLOT_KINDS = ("conv_block", "transformer_block", "module")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A replaceable site in the teacher; plain data with per-sample input and output shapes."""
+
+    name: str
+    path: str
+    kind: str
+    block_type: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    block_hash: str
+    out_nonnegative: bool = False
+    """True when the teacher block's output is never negative (it ends in a ReLU-like activation)."""
+
+    @property
+    def stride(self) -> int:
+        """Spatial down-sampling factor of a conv slot (1 when shapes keep their size)."""
+        if len(self.in_shape) != 3:
+            return 1
+        return max(1, round(self.in_shape[1] / self.out_shape[1]))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Slot":
+        return cls(
+            name=d["name"],
+            path=d["path"],
+            kind=d["kind"],
+            block_type=d["block_type"],
+            in_shape=tuple(d["in_shape"]),
+            out_shape=tuple(d["out_shape"]),
+            block_hash=d["block_hash"],
+            out_nonnegative=bool(d.get("out_nonnegative", False)),
+        )
+
+
+_BLOCK_TYPES: dict[type, str] = {}
+
+
+def register_block_type(cls: type, kind: str) -> type:
+    """Register a module class as a replaceable block of the given kind (see ``SLOT_KINDS``)."""
+    if kind not in SLOT_KINDS:
+        raise ValueError(f"unknown slot kind {kind!r}; choose one of {SLOT_KINDS}")
+    _BLOCK_TYPES[cls] = kind
+    return cls
+
+
+def registered_block_types() -> dict[type, str]:
+    """The block classes that discovery recognises, with their slot kind."""
+    _register_timm_blocks()
+    return dict(_BLOCK_TYPES)
+
+
+def _register_timm_blocks() -> None:
+    if _BLOCK_TYPES:
+        return
+    from timm.models import resnet
+    from timm.models._efficientnet_blocks import (
+        DepthwiseSeparableConv,
+        EdgeResidual,
+        InvertedResidual,
+    )
+
+    for cls in (resnet.BasicBlock, resnet.Bottleneck, DepthwiseSeparableConv, InvertedResidual, EdgeResidual):
+        register_block_type(cls, "conv_block")
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def structure_hash(module: nn.Module) -> str:
+    """Hash of a module's structure (its repr), independent of its weights."""
+    return hashlib.sha256(repr(module).encode()).hexdigest()[:12]
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted path, with an error that names the path."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError as e:
+        raise SlotDiscoveryError(f"the model has no module at path {path!r}") from e
+
+
+def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
+    """Replace the submodule at a dotted path."""
+    parent_path, _, leaf = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, leaf, new)
+
+
+def _select_paths(model: nn.Module, patterns: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(path, kind) of every outermost matching module, in definition order."""
+    types = registered_block_types()
+    chosen: list[tuple[str, str]] = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        if any(path.startswith(p + ".") for p, _ in chosen):
+            continue
+        if patterns:
+            if any(fnmatch.fnmatchcase(path, pat) for pat in patterns):
+                kind = next((k for c, k in types.items() if isinstance(module, c)), "module")
+                chosen.append((path, kind))
+        else:
+            kind = next((k for c, k in types.items() if isinstance(module, c)), None)
+            if kind is not None:
+                chosen.append((path, kind))
+    return chosen
+
+
+@torch.no_grad()
+def discover_slots(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    patterns: Sequence[str] | None = None,
+) -> list[Slot]:
+    """Find the replaceable blocks of ``model`` and their per-sample input/output shapes.
+
+    Blocks are recognised by registered type (see ``register_block_type``) unless ``patterns``
+    (fnmatch patterns over module paths, e.g. ``"layer*.?"``) name them explicitly.
+    """
+    chosen = _select_paths(model, patterns)
+    if not chosen:
+        if patterns:
+            raise SlotDiscoveryError(
+                f"no module path of {type(model).__name__} matches the slot patterns {list(patterns)}; "
+                "list the paths with model.named_modules() and adjust the patterns"
+            )
+        raise SlotDiscoveryError(
+            f"{type(model).__name__} has no block of a registered type; name its slots by module-path "
+            "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe or `--slots 'blocks.*'`"
+        )
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {}
+    handles = []
+
+    def make_hook(path: str):
+        def hook(module: nn.Module, args: tuple, output) -> None:
+            if len(args) != 1 or not isinstance(args[0], torch.Tensor) or not isinstance(output, torch.Tensor):
+                raise SlotDiscoveryError(
+                    f"module {path!r} does not map one tensor to one tensor, so it cannot be a slot"
+                )
+            shapes[path] = (tuple(args[0].shape[1:]), tuple(output.shape[1:]), bool((output >= 0).all()))
+
+        return hook
+
+    for path, _ in chosen:
+        handles.append(model.get_submodule(path).register_forward_hook(make_hook(path)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    slots = []
+    for path, kind in chosen:
+        if path not in shapes:
+            continue  # defined but never called in forward
+        module = model.get_submodule(path)
+        in_shape, out_shape, nonneg = shapes[path]
+        slots.append(
+            Slot(
+                name=path,
+                path=path,
+                kind=kind,
+                block_type=qualified_name(type(module)),
+                in_shape=in_shape,
+                out_shape=out_shape,
+                block_hash=structure_hash(module),
+                out_nonnegative=nonneg,
+            )
+        )
+    return slots
+
+
+def slots_to_json(slots: Iterable[Slot]) -> list[dict]:
+    return [s.to_dict() for s in slots]
+
+
+def slots_from_json(items: Iterable[dict]) -> list[Slot]:
+    return [Slot.from_dict(d) for d in items]
