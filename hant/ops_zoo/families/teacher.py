@@ -1,0 +1,68 @@
+"""Families derived from the teacher's own block: keep it, drop it, or shrink its inner width."""
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from ...slots import Slot
+from ..pruning import IMPORTANCE, prune_block, prune_plans
+from ..registry import CandidateFamily, register_family
+from ..spec import CandidateSpec
+
+
+@register_family("keep")
+class Keep(CandidateFamily):
+    """The teacher's block unchanged: candidate 0 of every slot, exact by definition."""
+
+    teacher_derived = True
+    trainable = False
+
+    def candidates(self, slot: Slot) -> list[dict]:
+        return [{}]
+
+    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
+        return copy.deepcopy(teacher_block)
+
+
+@register_family("identity")
+class Identity(CandidateFamily):
+    """Skip the block entirely, where its input and output shapes are equal."""
+
+    trainable = False
+
+    def candidates(self, slot: Slot) -> list[dict]:
+        return [{}] if tuple(slot.in_shape) == tuple(slot.out_shape) else []
+
+    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
+        return nn.Identity()
+
+
+@register_family("pruned")
+class Pruned(CandidateFamily):
+    """The teacher's block with its inner channels cut to a fraction of their width, initialised
+    from the teacher's most important channels."""
+
+    teacher_derived = True
+
+    def candidates(
+        self,
+        slot: Slot,
+        widths: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875),
+        importance: str = "l1",
+        divisor: int = 8,
+    ) -> list[dict]:
+        if importance not in IMPORTANCE:
+            raise ValueError(f"unknown importance {importance!r}; choose one of {sorted(IMPORTANCE)}")
+        return [
+            {"width": float(w), "importance": importance, "divisor": int(divisor)}
+            for w in widths
+            if 0.0 < float(w) < 1.0
+        ]
+
+    def applies_to(self, teacher_block: nn.Module) -> bool:
+        return bool(prune_plans(teacher_block))
+
+    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
+        p = spec.params
+        return prune_block(teacher_block, p["width"], p["importance"], p["divisor"])

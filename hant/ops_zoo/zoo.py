@@ -1,0 +1,58 @@
+"""Assemble the zoo: for every slot, candidate 0 keeps the teacher's block, then every family's fits."""
+from __future__ import annotations
+
+import inspect
+from typing import Mapping
+
+from torch import nn
+
+from ..errors import ZooError
+from ..slots import Slot, get_submodule
+from .registry import CandidateFamily, get_family
+from .spec import CandidateSpec, SlotSignature
+
+
+def _check_options(family: CandidateFamily, options: Mapping) -> None:
+    params = inspect.signature(family.candidates).parameters
+    allowed = [n for n in params if n not in ("self", "slot")]
+    for name in options:
+        if name not in allowed:
+            raise ZooError(f"candidate family {family.name!r} has no option {name!r}; its options are {allowed}")
+
+
+def slot_candidates(slot: Slot, teacher_block: nn.Module, families: Mapping[str, Mapping]) -> list[CandidateSpec]:
+    """The candidate specs of one slot: ``keep`` first, then each named family's, without duplicates."""
+    signature = SlotSignature.of(slot)
+    specs = [CandidateSpec("keep", {}, signature)]
+    seen = {specs[0].key}
+    for name, options in families.items():
+        if name == "keep":
+            continue
+        family = get_family(name)
+        options = dict(options or {})
+        _check_options(family, options)
+        if not family.applies_to(teacher_block):
+            continue
+        try:
+            param_sets = family.candidates(slot, **options)
+        except (TypeError, ValueError) as e:
+            raise ZooError(f"candidate family {name!r} rejected its options {options}: {e}") from e
+        for params in param_sets:
+            spec = CandidateSpec(name, params, signature)
+            if spec.key not in seen:
+                seen.add(spec.key)
+                specs.append(spec)
+    return specs
+
+
+def build_zoo(teacher: nn.Module, slots: list[Slot], families: Mapping[str, Mapping]) -> dict[str, list[CandidateSpec]]:
+    """Slot name → its candidate specs, for every slot of the teacher."""
+    return {slot.name: slot_candidates(slot, get_submodule(teacher, slot.path), families) for slot in slots}
+
+
+def zoo_to_json(zoo: Mapping[str, list[CandidateSpec]]) -> dict:
+    return {name: [spec.to_dict() for spec in specs] for name, specs in zoo.items()}
+
+
+def zoo_from_json(d: Mapping) -> dict[str, list[CandidateSpec]]:
+    return {name: [CandidateSpec.from_dict(s) for s in specs] for name, specs in d.items()}
