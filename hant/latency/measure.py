@@ -1,0 +1,217 @@
+"""Interleaved latency measurement of many small modules on a noisy machine.
+
+Every item is warmed up and its inner loop calibrated so that one sample lasts ``min_sample_ms``;
+then items are timed in rounds, each round timing every item once in a fresh random order, so that
+slow drift (frequency scaling, neighbours on a shared machine) hits all items alike. Rounds stop when
+the distribution-free confidence interval of every item's median is within ``rel_precision`` of
+that median, or at ``max_reps`` rounds, or when the time budget is spent (never before ``min_reps``).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import LatencyError
+from .runners import Runner, build_runner, prepare_module, restore_modes, training_modes
+from .runtime import check_target
+from .stats import LatencyStat, relative_ci_halfwidth
+from .target import LatencyTarget
+
+__all__ = ["LatencyStat", "measure"]
+
+log = logging.getLogger(__name__)
+
+MAX_INNER = 100_000
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _calibrate(runner: Runner, warmup: int, min_sample_s: float) -> int:
+    """Warm ``runner`` up and return the inner-loop count that makes one sample last ``min_sample_s``.
+
+    First calls are often slow (allocations, kernel selection), so the count is re-estimated on
+    ever longer samples until one of them is long enough.
+    """
+    for _ in range(max(1, warmup)):
+        runner.time(1)
+    inner = 1
+    for _ in range(8):
+        elapsed = runner.time(inner)
+        if elapsed >= 0.8 * min_sample_s or inner >= MAX_INNER:
+            break
+        inner = max(min(MAX_INNER, 2 * inner), _inner_for(elapsed / inner, min_sample_s))
+    return inner
+
+
+def _inner_for(per_call_s: float, min_sample_s: float) -> int:
+    if per_call_s <= 0.0:
+        return MAX_INNER
+    return max(1, min(MAX_INNER, math.ceil(min_sample_s / per_call_s)))
+
+
+def _check_args(names: list[str], rel_precision: float, min_reps: int, max_reps: int, warmup: int,
+                confidence: float) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise LatencyError(f"item name {name!r} is given twice to measure(); give every item a unique name")
+        seen.add(name)
+    if not rel_precision > 0.0:
+        raise LatencyError(f"rel_precision must be positive, not {rel_precision}")
+    if not 1 <= min_reps <= max_reps:
+        raise LatencyError(f"need 1 <= min_reps <= max_reps, got min_reps={min_reps}, max_reps={max_reps}")
+    if warmup < 0:
+        raise LatencyError(f"warmup must be zero or more calls, not {warmup}")
+    if not 0.5 <= confidence < 1.0:
+        raise LatencyError(f"confidence must lie in [0.5, 1), not {confidence}")
+
+
+def measure(
+    items: Sequence[tuple[str, nn.Module, tuple[int, ...]]],
+    target: LatencyTarget,
+    *,
+    rel_precision: float = 0.02,
+    min_reps: int = 8,
+    max_reps: int = 300,
+    time_budget_s: float = 120.0,
+    warmup: int = 5,
+    min_sample_ms: float = 2.0,
+    confidence: float = 0.95,
+    seed: int = 0,
+    on_round: Callable[[int, int], None] | None = None,
+) -> dict[str, LatencyStat]:
+    """Measure the forward latency of each ``(name, module, per-sample input shape)`` on ``target``.
+
+    The input is ``torch.randn(target.batch_size, *shape)`` on the target's device, dtype and memory
+    format; modules run in eval mode under ``torch.inference_mode()`` with ``target.threads`` threads
+    (restored afterwards; the caller's modules keep their device, dtype and training flags).
+    Each sample averages enough calls to last ``min_sample_ms``; stats are in ms per call.
+    ``time_budget_s`` counts from the call, export and warm-up included; ``min_reps`` rounds are
+    always taken. ``on_round(converged, total)`` is called after every round.
+    Returns name -> LatencyStat in the order of ``items``.
+    """
+    names = [name for name, _, _ in items]
+    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence)
+    check_target(target)
+    if not items:
+        return {}
+    t_start = time.perf_counter()
+    modes = [training_modes(module) for _, module, _ in items]
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_torch_threads(target.threads))
+            workdir = None
+            if target.backend == "onnxruntime":
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hant-onnx-")))
+            runners: list[Runner] = []
+            for i, (name, module, shape) in enumerate(items):
+                prepared = prepare_module(module, target)
+                onnx_path = workdir / f"item{i}.onnx" if workdir is not None else None
+                runners.append(build_runner(prepared, tuple(shape), target, onnx_path, name))
+            stack.enter_context(torch.inference_mode())
+            samples = _timed_rounds(
+                names, runners, t_start,
+                rel_precision=rel_precision, min_reps=min_reps, max_reps=max_reps, time_budget_s=time_budget_s,
+                warmup=warmup, min_sample_s=min_sample_ms / 1e3, confidence=confidence, seed=seed,
+                on_round=on_round,
+            )
+    finally:
+        for m in modes:
+            restore_modes(m)
+    return {name: LatencyStat.of_samples(xs) for name, xs in zip(names, samples)}
+
+
+def _timed_rounds(
+    names: list[str],
+    runners: list[Runner],
+    t_start: float,
+    *,
+    rel_precision: float,
+    min_reps: int,
+    max_reps: int,
+    time_budget_s: float,
+    warmup: int,
+    min_sample_s: float,
+    confidence: float,
+    seed: int,
+    on_round: Callable[[int, int], None] | None,
+) -> list[list[float]]:
+    """Warm-up and calibration, then interleaved rounds; returns per-item samples in ms per call."""
+    inner = []
+    for name, runner in zip(names, runners):
+        try:
+            inner.append(_calibrate(runner, warmup, min_sample_s))
+        except Exception as e:  # a candidate that cannot run: name it instead of a bare traceback
+            raise LatencyError(
+                f"{name} failed to run on the measurement input ({type(e).__name__}: {str(e)[:200]}); "
+                "check that its input shape matches the module"
+            ) from e
+    n = len(runners)
+    samples: list[list[float]] = [[] for _ in range(n)]
+    widths = [math.inf] * n
+    order = list(range(n))
+    rng = random.Random(seed)
+    rounds = 0
+    last_round_s = 0.0
+    stop_reason = f"max_reps={max_reps}"
+    with _gc_paused():
+        while rounds < max_reps:
+            if rounds >= min_reps:
+                if all(w <= rel_precision for w in widths):
+                    stop_reason = ""
+                    break
+                if time.perf_counter() - t_start + last_round_s > time_budget_s:
+                    stop_reason = f"time_budget_s={time_budget_s:g}"
+                    break
+            t_round = time.perf_counter()
+            rng.shuffle(order)
+            for i in order:
+                samples[i].append(runners[i].time(inner[i]) / inner[i] * 1e3)
+            last_round_s = time.perf_counter() - t_round
+            rounds += 1
+            widths = [relative_ci_halfwidth(sorted(xs), confidence) for xs in samples]
+            if on_round is not None:
+                on_round(sum(w <= rel_precision for w in widths), n)
+    elapsed = time.perf_counter() - t_start
+    if rounds >= max_reps and all(w <= rel_precision for w in widths):
+        stop_reason = ""
+    if stop_reason:
+        loose = [i for i in range(n) if widths[i] > rel_precision]
+        worst = max(loose, key=lambda i: widths[i])
+        log.warning(
+            "%d of %d latencies did not reach +-%.1f%% after %d rounds (stopped by %s; worst: %s at +-%.1f%%); "
+            "raise time_budget_s or max_reps for tighter numbers",
+            len(loose), n, 100 * rel_precision, rounds, stop_reason, names[worst], 100 * widths[worst],
+        )
+    log.info("measured %d item(s) in %d round(s), %.1f s", n, rounds, elapsed)
+    return samples
