@@ -1,0 +1,22 @@
+"""Progress bars for long work: off in library use, switched on by the CLI."""
+from __future__ import annotations
+
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+_enabled = False
+
+
+def enable_progress(on: bool = True) -> None:
+    """Show progress bars (the CLI turns them on; library callers get none by default)."""
+    global _enabled
+    _enabled = on
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar when progress bars are on."""
+    if not _enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
