@@ -1,1 +1,22 @@
-"""hant."""
+"""hant: hardware-aware network transformation for PyTorch vision models."""
+from .errors import HantError
+from .latency.target import LatencyTarget
+from .ops_zoo import CandidateFamily, CandidateSpec, register_family
+from .search.problem import Selection
+from .slots import Slot, discover_slots, register_block_type
+from .student import load_student
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CandidateFamily",
+    "CandidateSpec",
+    "HantError",
+    "LatencyTarget",
+    "Selection",
+    "Slot",
+    "discover_slots",
+    "load_student",
+    "register_block_type",
+    "register_family",
+]

@@ -125,6 +125,8 @@ class SearchConfig:
     """Solver time limit."""
     verify_rounds: int = 3
     """Times the assembled student is measured end to end and the budget tightened if it is over."""
+    margin: float = 0.03
+    """Fraction of the budget kept free when verifying, against measurement noise."""
 
 
 @dataclass

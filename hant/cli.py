@@ -1,0 +1,134 @@
+"""The ``hant`` command line: ``hant run RECIPE`` for the whole pipeline, one subcommand per stage."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from .config import Recipe, load_recipe, recipe_from_dict
+from .errors import ConfigError, HantError, RunDirError
+from .io import read_json, write_json
+from .pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from .progress import enable_progress
+
+STAGE_HELP = {
+    "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
+    "slots": "find the teacher's replaceable blocks",
+    "zoo": "list every slot's candidate operations",
+    "profile": "measure every candidate's latency on the target",
+    "distill": "phase 1: layer-wise distillation and scoring of every candidate",
+    "search": "phase 2: integer program under the latency budget",
+    "finetune": "phase 3: assemble the student and fine-tune it with knowledge distillation",
+    "report": "measure teacher and student end to end and write report.json / report.md",
+}
+
+
+def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    if getattr(args, "budget", None) is not None:
+        if not 0 < args.budget:
+            raise ConfigError("--budget is a fraction of the teacher's latency and must be positive, e.g. 0.5")
+        recipe.search.budget = args.budget
+        recipe.search.budget_ms = None
+    return recipe
+
+
+def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+    if recipe_file:
+        return load_recipe(recipe_file)
+    if not run.recipe.is_file():
+        raise RunDirError(f"{run.root} holds no recipe.json; pass --recipe FILE (or start with `hant run RECIPE`)")
+    return recipe_from_dict(read_json(run.recipe))
+
+
+def _print_event(stage: str, event: str, info: dict) -> None:
+    if event == "skipped":
+        print(f"[{stage}] up to date, skipped", flush=True)
+    elif event == "started":
+        print(f"[{stage}] running ...", flush=True)
+    else:
+        details = ", ".join(f"{k}={_fmt(v)}" for k, v in info.items() if k != "seconds" and not isinstance(v, (list, dict)))
+        print(f"[{stage}] done in {info['seconds']:.1f} s" + (f": {details}" if details else ""), flush=True)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def print_summary(run: RunDir) -> None:
+    """The closing summary of a full run, from its report.json."""
+    r = read_json(run.report_json)
+    t, s = r["teacher"], r["student"]
+    print()
+    print(f"Run {run.root}  (target {r['target']['device']}/{r['target']['backend']}, batch {r['target']['batch_size']})")
+    print(f"  teacher  accuracy {t['accuracy']:6.2f}%   latency {t['latency_ms']:8.3f} ms")
+    print(
+        f"  student  accuracy {s['accuracy']:6.2f}%   latency {s['latency_ms']:8.3f} ms "
+        f"(predicted {s['predicted_latency_ms']:.3f} ms, {s['speedup']:.2f}x faster)"
+    )
+    verdict = "within" if r["within_budget"] else "OVER"
+    print(f"  budget   {r['budget_ms']:.3f} ms ({r['budget_fraction']:.2f} x teacher): student is {verdict} budget")
+    print(
+        f"  search   {r['search']['backend']} {r['search']['status']} in {r['search']['solve_seconds'] * 1000:.1f} ms, "
+        f"{s['changed_slots']}/{len(r['selection'])} slots changed"
+    )
+    print(f"  report   {run.report_md}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    recipe = _apply_overrides(load_recipe(args.recipe), args)
+    run = RunDir(args.run_dir or Path("runs") / recipe.name)
+    write_json(run.recipe, dataclasses.asdict(recipe))
+    run_stages(Context(recipe, run), "report", force=args.force, on_event=_print_event)
+    print_summary(run)
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    run = RunDir(args.run_dir)
+    recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    write_json(run.recipe, dataclasses.asdict(recipe))
+    run_stages(Context(recipe, run), args.command, force=args.force, on_event=_print_event)
+    if args.command == "report":
+        print_summary(run)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hant", description="Hardware-aware network transformation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch and measurement round")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run every stage of a recipe (finished stages are skipped)")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--run-dir", help="run directory (default runs/<recipe name>)")
+    p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
+    p.add_argument("--force", action="store_true", help="re-run the report stage even if up to date")
+    p.set_defaults(func=cmd_run)
+    for name in STAGE_ORDER:
+        p = sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name] + "; runs missing upstream stages first")
+        p.add_argument("run_dir", help="run directory")
+        p.add_argument("--recipe", help="recipe YAML (default: the run directory's recipe.json)")
+        p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
+        p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
+        p.set_defaults(func=cmd_stage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hant`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    enable_progress(sys.stderr.isatty())
+    try:
+        return args.func(args)
+    except HantError as e:
+        print(f"hant: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hant: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What the stages share: the recipe, the run directory, and lazily loaded data and teacher."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from ..config import Recipe
+from ..data import DataSplits, load_splits, make_loader, random_shift
+from ..errors import RunDirError
+from ..io import load_tensors, read_json
+from ..models import create_model
+from ..ops_zoo import CandidateSpec, load_plugins, zoo_from_json
+from ..slots import Slot, slots_from_json
+from .rundir import RunDir
+
+EVAL_BATCH = 256
+
+
+class Context:
+    """The recipe and run directory of one run, with the objects several stages load."""
+
+    def __init__(self, recipe: Recipe, run: RunDir):
+        self.recipe = recipe
+        self.run = run
+        if recipe.zoo.plugins:
+            load_plugins(recipe.zoo.plugins)
+
+    @cached_property
+    def splits(self) -> DataSplits:
+        return load_splits(self.recipe.data, self.recipe.seed)
+
+    def train_loader(self, seed_offset: int = 0):
+        d = self.recipe.data
+        return make_loader(self.splits.train, d.batch_size, True, self.recipe.seed + seed_offset, d.workers)
+
+    def eval_loader(self, split: str):
+        return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
+
+    def augment(self):
+        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms)."""
+        if not (self.recipe.data.augment and self.recipe.data.dataset == "digits"):
+            return None
+        generator = torch.Generator().manual_seed(self.recipe.seed)
+        return lambda x: random_shift(x, 2, generator)
+
+    @cached_property
+    def model_desc(self) -> dict:
+        """How to rebuild the teacher's architecture: timm name, classes, channels, kwargs."""
+        t = self.recipe.teacher
+        return {
+            "name": t.model,
+            "num_classes": self.splits.num_classes,
+            "in_chans": self.splits.in_chans,
+            "kwargs": dict(t.kwargs),
+        }
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape of the network."""
+        size = self.recipe.data.image_size
+        return (self.splits.in_chans, size, size)
+
+    @cached_property
+    def teacher(self) -> nn.Module:
+        """The trained teacher, in eval mode (written by the teacher stage)."""
+        if not self.run.teacher_weights.is_file():
+            raise RunDirError(f"{self.run.root} has no trained teacher; run `hant teacher {self.run.root}` first")
+        d = read_json(self.run.teacher_meta)["model"]
+        model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"])
+        model.load_state_dict(load_tensors(self.run.teacher_weights))
+        return model.eval()
+
+    @cached_property
+    def slots(self) -> list[Slot]:
+        return slots_from_json(read_json(self.run.slots))
+
+    @cached_property
+    def zoo(self) -> dict[str, list[CandidateSpec]]:
+        return zoo_from_json(read_json(self.run.zoo))

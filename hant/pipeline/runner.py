@@ -1,0 +1,139 @@
+"""Run stages in order, skipping those whose outputs exist and whose inputs are unchanged.
+
+A stage's fingerprint hashes the part of the recipe it reads and the content of the files its
+upstream stages wrote; a stage is skipped when its outputs exist and the fingerprint matches
+the one recorded when it last finished. So a killed run resumes, and a changed setting re-runs
+exactly the stages it affects.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..io import hash_file, hash_obj
+from ..latency import device_fingerprint, fingerprint_id
+from . import stages
+from .context import Context
+from .rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: what it depends on and writes, and the function that does it."""
+
+    name: str
+    needs: tuple[str, ...]
+    config: Callable[[Context], object]
+    outputs: Callable[[RunDir], list[Path]]
+    fn: Callable[..., dict]
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            "teacher",
+            (),
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher],
+            lambda r: [r.teacher_weights, r.teacher_meta],
+            stages.stage_teacher,
+        ),
+        Stage("slots", ("teacher",), lambda c: [c.recipe.slots, c.recipe.data.image_size], lambda r: [r.slots], stages.stage_slots),
+        Stage("zoo", ("slots",), lambda c: [c.recipe.zoo], lambda r: [r.zoo], stages.stage_zoo),
+        Stage(
+            "profile",
+            ("zoo",),
+            lambda c: [c.recipe.target, c.recipe.profile, fingerprint_id(device_fingerprint(c.recipe.target))],
+            lambda r: [r.latency],
+            stages.stage_profile,
+        ),
+        Stage(
+            "distill",
+            ("teacher", "zoo"),
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill],
+            lambda r: [r.scores],
+            stages.stage_distill,
+        ),
+        Stage("search", ("profile", "distill"), lambda c: [c.recipe.search], lambda r: [r.selection], stages.stage_search),
+        Stage(
+            "finetune",
+            ("search",),
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune],
+            lambda r: [r.student_dir / "arch.json", r.student_dir / "weights.safetensors", r.student_metrics],
+            stages.stage_finetune,
+        ),
+        Stage(
+            "report",
+            ("finetune",),
+            lambda c: [c.recipe.target],
+            lambda r: [r.report_json, r.report_md],
+            stages.stage_report,
+        ),
+    ]
+}
+STAGE_ORDER = list(STAGES)
+
+
+def _upstream(name: str) -> list[str]:
+    """``name`` and every stage it depends on, in pipeline order."""
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n not in seen:
+            seen.add(n)
+            for dep in STAGES[n].needs:
+                visit(dep)
+
+    visit(name)
+    return [n for n in STAGE_ORDER if n in seen]
+
+
+def fingerprint(ctx: Context, stage: Stage) -> str:
+    """Hash of the recipe part a stage reads and of its upstream stages' output files."""
+    inputs = {dep: [hash_file(p) for p in STAGES[dep].outputs(ctx.run)] for dep in stage.needs}
+    return hash_obj({"config": stage.config(ctx), "inputs": inputs})
+
+
+def is_current(ctx: Context, stage: Stage) -> bool:
+    """Whether a stage's outputs exist and were made from its present inputs."""
+    record = ctx.run.stage_record(stage.name)
+    if record is None or not all(p.exists() for p in stage.outputs(ctx.run)):
+        return False
+    return record.get("fingerprint") == fingerprint(ctx, stage)
+
+
+def run_stages(
+    ctx: Context,
+    upto: str,
+    force: bool = False,
+    on_event: Callable[[str, str, dict], None] | None = None,
+) -> dict[str, dict]:
+    """Run ``upto`` and every stage it needs, skipping up-to-date ones (``force`` re-runs ``upto``).
+
+    ``on_event(stage, "skipped" | "started" | "finished", info)`` reports progress to a caller.
+    Returns each stage's summary (from its record when skipped).
+    """
+    emit = on_event or (lambda *a: None)
+    summaries: dict[str, dict] = {}
+    for name in _upstream(upto):
+        stage = STAGES[name]
+        if not (force and name == upto) and is_current(ctx, stage):
+            summaries[name] = ctx.run.stage_record(name).get("summary", {})
+            emit(name, "skipped", summaries[name])
+            continue
+        emit(name, "started", {})
+        start = time.perf_counter()
+        summary = stage.fn(ctx)
+        elapsed = time.perf_counter() - start
+        ctx.run.write_stage_record(
+            name,
+            {"fingerprint": fingerprint(ctx, stage), "seconds": elapsed, "finished_at": time.time(), "summary": summary},
+        )
+        summaries[name] = summary
+        emit(name, "finished", {"seconds": elapsed, **summary})
+    return summaries

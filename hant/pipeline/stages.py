@@ -1,0 +1,311 @@
+"""The stage functions: each reads upstream files of the run directory and writes its own.
+
+Each returns a small summary dict that the runner stores in the stage's record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import torch
+
+from ..distill.layerwise import build_trained_candidate, distill_zoo
+from ..distill.trainer import evaluate, train_classifier
+from ..errors import HantError
+from ..io import hash_obj, read_json, save_tensors, write_json
+from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile
+from ..models import create_model, load_weights
+from ..ops_zoo import CandidateSpec, build_candidate, build_zoo, zoo_to_json
+from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
+from ..slots import discover_slots, get_submodule, slots_to_json
+from ..student import assemble_student, load_student, save_student
+from .context import Context
+from .report import write_report
+
+log = logging.getLogger(__name__)
+
+TEACHER_UID = "network:teacher"
+
+
+def stage_teacher(ctx: Context) -> dict:
+    """Train the teacher (or load its checkpoint / pretrained weights) and record its accuracy."""
+    cfg = ctx.recipe.teacher
+    d = ctx.model_desc
+    torch.manual_seed(ctx.recipe.seed)
+    model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
+    if cfg.checkpoint:
+        load_weights(model, cfg.checkpoint)
+        source = f"checkpoint {cfg.checkpoint}"
+    elif cfg.pretrained:
+        source = "timm pretrained weights"
+    else:
+        train_classifier(
+            model, ctx.train_loader(), ctx.eval_loader("val"), cfg.train, augment=ctx.augment(), desc="teacher"
+        )
+        source = "trained by this recipe"
+    val_acc = evaluate(model, ctx.eval_loader("val"))
+    test_acc = evaluate(model, ctx.eval_loader("test"))
+    save_tensors(ctx.run.teacher_weights, model.state_dict())
+    meta = {"model": d, "source": source, "val_accuracy": val_acc, "test_accuracy": test_acc}
+    write_json(ctx.run.teacher_meta, meta)
+    return {"val_accuracy": val_acc, "test_accuracy": test_acc, "source": source}
+
+
+def stage_slots(ctx: Context) -> dict:
+    """Find the teacher's replaceable blocks and their shapes."""
+    generator = torch.Generator().manual_seed(ctx.recipe.seed)
+    example = torch.randn(2, *ctx.input_shape, generator=generator)
+    slots = discover_slots(ctx.teacher, example, ctx.recipe.slots.patterns or None)
+    write_json(ctx.run.slots, slots_to_json(slots))
+    return {"slots": len(slots)}
+
+
+def stage_zoo(ctx: Context) -> dict:
+    """List every slot's candidates."""
+    zoo = build_zoo(ctx.teacher, ctx.slots, ctx.recipe.zoo.families)
+    write_json(ctx.run.zoo, zoo_to_json(zoo))
+    return {"candidates": sum(len(v) for v in zoo.values())}
+
+
+def stage_profile(ctx: Context) -> dict:
+    """Measure every candidate's latency on the target (cache first), and the whole teacher."""
+    target, cfg = ctx.recipe.target, ctx.recipe.profile
+    teacher = ctx.teacher
+    entries = [(f"{TEACHER_UID}:{hash_obj(ctx.model_desc)}", teacher, ctx.input_shape)]
+    for slot in ctx.slots:
+        block = get_submodule(teacher, slot.path)
+        for spec in ctx.zoo[slot.name]:
+            entries.append((spec.uid, lambda spec=spec, block=block: build_candidate(spec, block), slot.in_shape))
+    stats, hits = profile(
+        entries, target, LatencyCache(), rel_precision=cfg.rel_precision, time_budget_s=cfg.time_budget_s
+    )
+    teacher_ms = stats[entries[0][0]].median_ms
+    keep_sum = sum(stats[ctx.zoo[s.name][0].uid].median_ms for s in ctx.slots)
+    fixed_ms = max(0.0, teacher_ms - keep_sum)
+    table = LatencyTable(
+        target,
+        device_fingerprint(target),
+        dict(stats),
+        extra={"teacher_uid": entries[0][0], "teacher_ms": teacher_ms, "fixed_ms": fixed_ms, "slots_ms": keep_sum},
+    )
+    table.to_json(ctx.run.latency)
+    return {"entries": len(entries), "cache_hits": hits, "teacher_ms": teacher_ms, "fixed_ms": fixed_ms}
+
+
+def stage_distill(ctx: Context) -> dict:
+    """Phase 1: distill every candidate from the teacher's slot inputs and outputs; score them."""
+    records = distill_zoo(
+        ctx.teacher,
+        ctx.slots,
+        ctx.zoo,
+        ctx.train_loader(seed_offset=1),
+        ctx.eval_loader("val"),
+        ctx.recipe.distill,
+        ctx.run.candidate_weights,
+        seed=ctx.recipe.seed,
+        augment=ctx.augment(),
+    )
+    write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
+    failed = [f"{r.slot}:{r.key}" for recs in records.values() for r in recs.values() if r.status == "failed"]
+    return {"candidates": sum(len(v) for v in records.values()), "failed": failed}
+
+
+def _latency_table(ctx: Context) -> LatencyTable:
+    table = LatencyTable.from_json(ctx.run.latency)
+    table.check_compatible(ctx.recipe.target, device_fingerprint(ctx.recipe.target))
+    return table
+
+
+def _problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Problem:
+    scores = read_json(ctx.run.scores)
+    slots = []
+    for slot in ctx.slots:
+        costs = []
+        for spec in ctx.zoo[slot.name]:
+            rec = scores[slot.name].get(spec.key)
+            if rec is None or rec["status"] == "failed" or rec["score"] is None:
+                continue
+            costs.append(CandidateCost(spec.key, table.latency_ms(spec.uid), rec["score"]))
+        slots.append(SlotChoices(slot.name, tuple(costs)))
+    return Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
+
+
+def _candidate_modules(ctx: Context, choices: dict[str, CandidateSpec]) -> dict:
+    teacher = ctx.teacher
+    return {
+        s.name: build_trained_candidate(choices[s.name], get_submodule(teacher, s.path), ctx.run.candidate_weights)
+        for s in ctx.slots
+        if choices[s.name].family != "keep"
+    }
+
+
+def _specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
+    by_key = {s: {spec.key: spec for spec in specs} for s, specs in ctx.zoo.items()}
+    return {slot: by_key[slot][key] for slot, key in choices.items()}
+
+
+def budget_ms(ctx: Context, table: LatencyTable) -> float:
+    """The latency budget in milliseconds: absolute, or a fraction of the teacher's latency."""
+    cfg = ctx.recipe.search
+    return cfg.budget_ms if cfg.budget_ms is not None else cfg.budget * table.extra["teacher_ms"]
+
+
+def measured_limit_ms(ctx: Context, budget: float, teacher_ms: float, table: LatencyTable) -> float:
+    """The budget against which a student measured beside the teacher is judged.
+
+    A relative budget is a fraction of the teacher measured in the same interleaved run, since
+    absolute milliseconds drift on a shared machine while ratios measured together hold.
+    """
+    if ctx.recipe.search.budget_ms is not None:
+        return budget
+    return budget / table.extra["teacher_ms"] * teacher_ms
+
+
+def stage_search(ctx: Context) -> dict:
+    """Phase 2: the integer program, then the assembled student measured end to end beside the
+    teacher; while it is over budget (less a noise margin), the solver's budget is tightened by
+    the measured excess and the program solved again."""
+    cfg, target = ctx.recipe.search, ctx.recipe.target
+    table = _latency_table(ctx)
+    budget = budget_ms(ctx, table)
+    solver_budget = budget
+    rounds = []
+    selection: Selection | None = None
+    for round_no in range(max(1, cfg.verify_rounds)):
+        selection = solve(_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
+        specs = _specs(ctx, selection.choices)
+        student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
+        measured = measure(
+            [("teacher", ctx.teacher, ctx.input_shape), ("student", student, ctx.input_shape)],
+            target,
+            rel_precision=ctx.recipe.profile.rel_precision,
+            time_budget_s=ctx.recipe.profile.time_budget_s,
+        )
+        student_ms, teacher_ms = measured["student"].median_ms, measured["teacher"].median_ms
+        limit = measured_limit_ms(ctx, budget, teacher_ms, table) * (1 - cfg.margin)
+        rounds.append(
+            {
+                "solver_budget_ms": solver_budget,
+                "predicted_ms": selection.predicted_latency_ms,
+                "measured_student_ms": student_ms,
+                "measured_teacher_ms": teacher_ms,
+                "limit_ms": limit,
+            }
+        )
+        log.info("search round %d: student measured %.3f ms, limit %.3f ms", round_no, student_ms, limit)
+        if student_ms <= limit:
+            break
+        solver_budget *= limit / student_ms
+    result = selection.to_dict()
+    result["budget_ms"] = budget
+    result["budget_fraction"] = budget / table.extra["teacher_ms"]
+    result["verify_rounds"] = rounds
+    write_json(ctx.run.selection, result)
+    return {
+        "status": selection.status,
+        "predicted_ms": selection.predicted_latency_ms,
+        "budget_ms": budget,
+        "measured_ms": rounds[-1]["measured_student_ms"],
+        "changed_slots": sum(1 for k in selection.choices.values() if k != "keep"),
+    }
+
+
+def stage_finetune(ctx: Context) -> dict:
+    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD."""
+    cfg = ctx.recipe.finetune
+    selection = read_json(ctx.run.selection)
+    specs = _specs(ctx, selection["choices"])
+    student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
+    student.requires_grad_(True)
+    assembled_acc = evaluate(student, ctx.eval_loader("val"))
+    torch.manual_seed(ctx.recipe.seed)
+    result = train_classifier(
+        student,
+        ctx.train_loader(seed_offset=2),
+        ctx.eval_loader("val"),
+        cfg,
+        teacher=ctx.teacher,
+        kd_temperature=cfg.kd_temperature,
+        kd_alpha=cfg.kd_alpha,
+        augment=ctx.augment(),
+        desc="finetune",
+    )
+    test_acc = evaluate(student, ctx.eval_loader("test"))
+    save_student(
+        student,
+        ctx.run.student_dir,
+        ctx.model_desc,
+        ctx.slots,
+        specs,
+        plugins=ctx.recipe.zoo.plugins,
+        metadata={"recipe": ctx.recipe.name, "input_shape": list(ctx.input_shape)},
+    )
+    metrics = {
+        "assembled_val_accuracy": assembled_acc,
+        "val_accuracy": result.best_val_accuracy,
+        "test_accuracy": test_acc,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+    }
+    write_json(ctx.run.student_metrics, metrics)
+    return {"assembled_val_accuracy": assembled_acc, "val_accuracy": result.best_val_accuracy, "test_accuracy": test_acc}
+
+
+def stage_report(ctx: Context) -> dict:
+    """Measure teacher and saved student end to end (interleaved), evaluate both, write the report."""
+    started = time.perf_counter()
+    student = load_student(ctx.run.student_dir)
+    teacher = ctx.teacher
+    target = ctx.recipe.target
+    measured = measure(
+        [("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)],
+        target,
+        rel_precision=min(0.01, ctx.recipe.profile.rel_precision),
+        time_budget_s=ctx.recipe.profile.time_budget_s,
+    )
+    selection = read_json(ctx.run.selection)
+    table = _latency_table(ctx)
+    test = ctx.eval_loader("test")
+    teacher_acc, student_acc = evaluate(teacher, test), evaluate(student, test)
+    if not math.isclose(student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
+        raise HantError("the reloaded student's accuracy differs from the fine-tuned one; the saved student is broken")
+    teacher_ms, student_ms = measured["teacher"].median_ms, measured["student"].median_ms
+    limit = measured_limit_ms(ctx, selection["budget_ms"], teacher_ms, table)
+    report = {
+        "recipe": ctx.recipe.name,
+        "target": target.to_dict(),
+        "teacher": {
+            "model": ctx.model_desc["name"],
+            "accuracy": teacher_acc,
+            "latency_ms": teacher_ms,
+            "latency_iqr_ms": [measured["teacher"].q1_ms, measured["teacher"].q3_ms],
+            "profiled_latency_ms": table.extra["teacher_ms"],
+        },
+        "student": {
+            "accuracy": student_acc,
+            "latency_ms": student_ms,
+            "latency_iqr_ms": [measured["student"].q1_ms, measured["student"].q3_ms],
+            "predicted_latency_ms": selection["predicted_latency_ms"],
+            "speedup": teacher_ms / student_ms,
+            "changed_slots": sum(1 for k in selection["choices"].values() if k != "keep"),
+        },
+        "budget_ms": limit,
+        "budget_fraction": limit / teacher_ms,
+        "within_budget": student_ms <= limit,
+        "search": {
+            "budget_ms": selection["budget_ms"],
+            "status": selection["status"],
+            "solve_seconds": selection["solve_seconds"],
+            "gap": selection["gap"],
+            "backend": selection["backend"],
+            "total_score": selection["total_score"],
+            "verify_rounds": selection["verify_rounds"],
+        },
+        "selection": selection["choices"],
+        "stage_seconds": {**ctx.run.stage_seconds(), "report": time.perf_counter() - started},
+    }
+    write_report(ctx.run, report)
+    return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": student_ms <= limit}
+

@@ -1,0 +1,104 @@
+"""The student: the teacher with chosen slots replaced; saved as arch.json + weights.safetensors.
+
+``arch.json`` holds everything needed to rebuild the network without the teacher's weights or
+the run directory: the timm model and its arguments, and for each replaced slot its candidate
+spec. ``load_student`` rebuilds that structure and loads ``weights.safetensors`` into it.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+from torch import nn
+
+from .errors import HantError
+from .io import load_tensors, read_json, save_tensors, write_json
+from .ops_zoo import CandidateSpec, build_candidate, load_plugins
+from .slots import Slot, get_submodule, set_submodule
+
+ARCH_FORMAT = "hant-student/1"
+
+
+def assemble_student(
+    teacher: nn.Module,
+    slots: list[Slot],
+    choices: Mapping[str, CandidateSpec],
+    candidate_modules: Mapping[str, nn.Module] | None = None,
+) -> nn.Module:
+    """A copy of ``teacher`` with each slot's module replaced by its chosen candidate.
+
+    ``candidate_modules`` (slot name → module) supplies trained modules; slots without one get
+    a module freshly built from its spec (keep: the teacher's own block).
+    """
+    student = copy.deepcopy(teacher)
+    for slot in slots:
+        spec = choices[slot.name]
+        if spec.family == "keep":
+            continue
+        if candidate_modules is not None and slot.name in candidate_modules:
+            module = candidate_modules[slot.name]
+        else:
+            module = build_candidate(spec, get_submodule(teacher, slot.path))
+        set_submodule(student, slot.path, module)
+    return student
+
+
+def save_student(
+    student: nn.Module,
+    path: str | Path,
+    model: Mapping,
+    slots: list[Slot],
+    choices: Mapping[str, CandidateSpec],
+    plugins: list[str] | None = None,
+    metadata: Mapping | None = None,
+) -> None:
+    """Write ``path/arch.json`` and ``path/weights.safetensors``.
+
+    ``model`` describes the teacher's construction: ``{"name", "num_classes", "in_chans", "kwargs"}``.
+    """
+    path = Path(path)
+    arch = {
+        "format": ARCH_FORMAT,
+        "model": dict(model),
+        "replacements": [
+            {"slot": s.name, "path": s.path, "spec": choices[s.name].to_dict()}
+            for s in slots
+            if choices[s.name].family != "keep"
+        ],
+        "plugins": list(plugins or []),
+        "metadata": dict(metadata or {}),
+    }
+    save_tensors(path / "weights.safetensors", student.state_dict())
+    write_json(path / "arch.json", arch)
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """Rebuild a saved student from ``path/arch.json`` and load ``path/weights.safetensors``.
+
+    Needs neither the teacher's weights nor the run directory. Returned in eval mode.
+    """
+    from .models import create_model
+
+    path = Path(path)
+    arch_file, weights_file = path / "arch.json", path / "weights.safetensors"
+    if not arch_file.is_file() or not weights_file.is_file():
+        raise HantError(f"{str(path)!r} is not a saved student: it needs arch.json and weights.safetensors")
+    arch = read_json(arch_file)
+    if arch.get("format") != ARCH_FORMAT:
+        raise HantError(f"{arch_file} has format {arch.get('format')!r}; this hant reads {ARCH_FORMAT!r}")
+    if arch["plugins"]:
+        load_plugins(arch["plugins"])
+    m = arch["model"]
+    model = create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
+    for item in arch["replacements"]:
+        spec = CandidateSpec.from_dict(item["spec"])
+        set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
+    state = load_tensors(weights_file)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise HantError(
+            f"{weights_file} does not fit the architecture in arch.json ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected tensors)"
+        )
+    return model.eval()
