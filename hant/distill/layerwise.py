@@ -79,6 +79,17 @@ def _cosine(step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
 
 
+def _init_from_first_batch(capture: SlotCapture, jobs: list[_Job], loader: DataLoader) -> None:
+    """Let candidates that define ``init_from_batch(x, target)`` initialise from real slot data."""
+    hooked = [j for j in jobs if callable(getattr(j.module, "init_from_batch", None))]
+    if not hooked:
+        return
+    x, _ = next(iter(loader))
+    io = capture.run(x)
+    for job in hooked:
+        job.module.init_from_batch(*io[job.slot.name])
+
+
 def _train_chunk(
     teacher: nn.Module,
     jobs: list[_Job],
@@ -96,6 +107,7 @@ def _train_chunk(
         job.optimizer = torch.optim.Adam(job.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     with SlotCapture(teacher, slots) as capture:
+        _init_from_first_batch(capture, jobs, loader)
         for epoch in progress(range(cfg.epochs), desc=desc, unit="epoch"):
             for job in jobs:
                 job.loss_sum, job.batches = 0.0, 0

@@ -1,6 +1,7 @@
 """Building blocks shared by the generated candidate families."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "hardswish": nn.Hardswish}
@@ -42,6 +43,13 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(s))))
 
 
+def zero_init_last_norm(body: nn.Module) -> None:
+    """Zero the scale of the body's last BatchNorm, so a residual candidate starts as identity."""
+    norms = [m for m in body.modules() if isinstance(m, nn.BatchNorm2d)]
+    if norms:
+        nn.init.zeros_(norms[-1].weight)
+
+
 class ResidualBody(nn.Module):
     """``post(body(x) + x)`` when input and output shapes match, else ``post(body(x))``.
 
@@ -54,6 +62,24 @@ class ResidualBody(nn.Module):
         self.body = body
         self.residual = residual
         self.post = make_act(post_act)
+        if residual:
+            zero_init_last_norm(body)
+
+    @torch.no_grad()
+    def init_from_batch(self, x: torch.Tensor, target: torch.Tensor) -> None:
+        """Data-dependent start for a body without residual: scale its last BatchNorm so the
+        output is the least-squares best multiple of the random features for ``target``."""
+        norms = [m for m in self.body.modules() if isinstance(m, nn.BatchNorm2d)]
+        if self.residual or not norms:
+            return
+        was_training = self.training
+        self.eval()
+        y = self(x)
+        self.train(was_training)
+        scale = (y * target).sum() / y.pow(2).sum().clamp_min(1e-12)
+        if scale > 0:
+            norms[-1].weight.mul_(scale)
+            norms[-1].bias.mul_(scale)
 
     def forward(self, x):
         y = self.body(x)

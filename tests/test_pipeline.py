@@ -1,0 +1,128 @@
+"""Every stage on a tiny model, skipping and resuming, and the CLI's error handling."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hant.cli import main
+from hant.config import recipe_from_dict
+from hant.io import read_json
+from hant.pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from tiny import tiny_recipe
+
+HANT = [sys.executable, "-m", "hant.cli"]
+
+
+def _run(recipe: dict, root: Path, upto: str = "report"):
+    events = []
+    ctx = Context(recipe_from_dict(recipe), RunDir(root))
+    run_stages(ctx, upto, on_event=lambda stage, event, info: events.append((stage, event)))
+    return events
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    events = _run(tiny_recipe(), root)
+    return root, events
+
+
+def test_every_stage_runs_and_writes_its_outputs(finished_run):
+    root, events = finished_run
+    assert [s for s, e in events if e == "finished"] == STAGE_ORDER
+    run = RunDir(root)
+    slots = read_json(run.slots)
+    zoo = read_json(run.zoo)
+    assert len(slots) == 4
+    assert all(specs[0]["family"] == "keep" for specs in zoo.values())
+    scores = read_json(run.scores)
+    assert all(scores[s]["keep"]["score"] == 0.0 for s in scores)
+    latency = read_json(run.latency)
+    assert latency["extra"]["teacher_ms"] > 0
+    report = read_json(run.report_json)
+    for key in ("accuracy", "latency_ms"):
+        assert report["teacher"][key] > 0
+        assert report["student"][key] > 0
+    assert report["student"]["predicted_latency_ms"] > 0
+    assert report["search"]["status"] in ("optimal", "feasible")
+    assert report["search"]["solve_seconds"] >= 0
+    assert set(report["selection"]) == {s["name"] for s in slots}
+    assert set(report["stage_seconds"]) == set(STAGE_ORDER)
+    assert (run.student_dir / "arch.json").is_file() and (run.student_dir / "weights.safetensors").is_file()
+    assert "| slot | chosen operation |" in run.report_md.read_text()
+
+
+def test_rerun_skips_every_finished_stage(finished_run):
+    root, _ = finished_run
+    events = _run(tiny_recipe(), root)
+    assert events == [(s, "skipped") for s in STAGE_ORDER]
+
+
+def test_changed_budget_reruns_only_search_and_after(finished_run, tmp_path):
+    root, _ = finished_run
+    events = _run(tiny_recipe(search={"budget": 0.95}), root)
+    ran = [s for s, e in events if e == "finished"]
+    assert ran == ["search", "finetune", "report"]
+    assert read_json(RunDir(root).selection)["budget_fraction"] == pytest.approx(0.95)
+
+
+def test_a_stage_whose_output_vanished_runs_again(finished_run):
+    root, _ = finished_run
+    RunDir(root).zoo.unlink()
+    events = dict(_run(tiny_recipe(search={"budget": 0.95}), root, upto="zoo"))
+    assert events["zoo"] == "finished" and events["teacher"] == "skipped"
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(yaml.safe_dump(tiny_recipe()))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen(
+        [*HANT, "run", str(recipe_file), "--run-dir", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    record = RunDir(run_dir).stage_record_path("zoo")
+    deadline = time.time() + 300
+    while not record.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert record.exists(), "the zoo stage never finished"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not RunDir(run_dir).report_json.exists()
+    done = subprocess.run(
+        [*HANT, "run", str(recipe_file), "--run-dir", str(run_dir)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for stage in ("teacher", "slots", "zoo"):
+        assert f"[{stage}] up to date, skipped" in done.stdout
+    assert "[report] done" in done.stdout
+    assert RunDir(run_dir).report_json.is_file()
+
+
+def test_stage_command_on_a_directory_without_recipe_is_a_clear_error(tmp_path, capsys):
+    assert main(["search", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.json" in err and "Traceback" not in err
+
+
+def test_unknown_recipe_key_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "zoo": {"familes": {}}}))
+    assert main(["run", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "zoo.familes" in err
+
+
+def test_infeasible_budget_names_the_smallest_latency(finished_run, tmp_path, capsys):
+    root, _ = finished_run
+    recipe = tiny_recipe(search={"budget": 0.01})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["search", str(root), "--recipe", str(tmp_path / "r.yaml")]) == 2
+    assert "smallest achievable latency" in capsys.readouterr().err
