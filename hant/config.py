@@ -175,6 +175,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"recipe key {where!r} must be int, got {value!r}")
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"recipe key {where!r} must be {tp.__name__}, got {value!r}")
     if tp in (dict, list) and not isinstance(value, tp):

@@ -48,6 +48,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``; mismatched keys are a clear error."""
     state = load_state_dict_file(path)
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if wrong:
+        k = wrong[0]
+        raise ConfigError(
+            f"checkpoint {str(path)!r} does not fit the model: {len(wrong)} tensors differ in shape, e.g. {k!r} "
+            f"is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the model (check num_classes and kwargs)"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(

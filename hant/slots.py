@@ -53,6 +53,7 @@ class Slot:
 
 
 _BLOCK_TYPES: dict[type, str] = {}
+_timm_blocks_registered = False
 
 
 def register_block_type(cls: type, kind: str) -> type:
@@ -70,8 +71,10 @@ def registered_block_types() -> dict[type, str]:
 
 
 def _register_timm_blocks() -> None:
-    if _BLOCK_TYPES:
+    global _timm_blocks_registered
+    if _timm_blocks_registered:
         return
+    _timm_blocks_registered = True
     from timm.models import resnet
     from timm.models._efficientnet_blocks import (
         DepthwiseSeparableConv,
@@ -80,7 +83,7 @@ def _register_timm_blocks() -> None:
     )
 
     for cls in (resnet.BasicBlock, resnet.Bottleneck, DepthwiseSeparableConv, InvertedResidual, EdgeResidual):
-        register_block_type(cls, "conv_block")
+        _BLOCK_TYPES.setdefault(cls, "conv_block")
 
 
 def qualified_name(cls: type) -> str:

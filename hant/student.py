@@ -66,7 +66,7 @@ def save_student(
             for s in slots
             if choices[s.name].family != "keep"
         ],
-        "plugins": list(plugins or []),
+        "plugins": [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins or []],
         "metadata": dict(metadata or {}),
     }
     save_tensors(path / "weights.safetensors", student.state_dict())
@@ -95,6 +95,10 @@ def load_student(path: str | Path) -> nn.Module:
         spec = CandidateSpec.from_dict(item["spec"])
         set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
     state = load_tensors(weights_file)
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise HantError(f"{weights_file} does not fit the architecture in arch.json: {wrong[0]!r} differs in shape")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise HantError(

@@ -67,11 +67,13 @@ class PrunePlan:
     """Squeeze-excitation module whose conv_reduce input and conv_expand output follow the group."""
 
 
-def _width(block: nn.Module, plan: PrunePlan) -> int:
+def block_width(block: nn.Module, plan: PrunePlan) -> int:
+    """Channels of the group that ``plan`` prunes."""
     return block.get_submodule(plan.out_convs[0]).out_channels
 
 
 _PLANS: dict[type, Callable[[nn.Module], list[PrunePlan]]] = {}
+_timm_plans_registered = False
 
 
 def register_prune_plan(cls: type) -> Callable:
@@ -98,8 +100,10 @@ def _is_conv(m: nn.Module | None) -> bool:
 
 
 def _register_timm_plans() -> None:
-    if _PLANS:
+    global _timm_plans_registered
+    if _timm_plans_registered:
         return
+    _timm_plans_registered = True
     from timm.models import resnet
     from timm.models._efficientnet_blocks import EdgeResidual, InvertedResidual
 
@@ -137,7 +141,7 @@ def _register_timm_plans() -> None:
 
 def l1_importance(block: nn.Module, plan: PrunePlan) -> torch.Tensor:
     """Per-channel importance: L1 norm of the filters that produce the channel."""
-    scores = torch.zeros(_width(block, plan))
+    scores = torch.zeros(block_width(block, plan))
     for path in plan.out_convs:
         w = block.get_submodule(path).weight.detach()
         scores += w.abs().flatten(1).sum(1)
@@ -163,7 +167,7 @@ def prune_block(block: nn.Module, width: float, importance: str = "l1", divisor:
         raise ZooError(f"unknown channel importance {importance!r}; choose one of {sorted(IMPORTANCE)}")
     pruned = copy.deepcopy(block)
     for plan in plans:
-        channels = _width(pruned, plan)
+        channels = block_width(pruned, plan)
         n_keep = pruned_width(channels, width, divisor)
         scores = IMPORTANCE[importance](pruned, plan)
         keep = torch.sort(torch.topk(scores, n_keep, sorted=False).indices).values

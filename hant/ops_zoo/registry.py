@@ -1,6 +1,7 @@
 """The family registry: one decorator registers a candidate family, one factory builds by spec."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -20,7 +21,8 @@ _FAMILIES: dict[str, "CandidateFamily"] = {}
 class CandidateFamily(ABC):
     """A family of candidate operations.
 
-    ``candidates`` lists the parameter sets valid for a slot under the recipe's options;
+    ``candidates`` lists the parameter sets valid for a slot under the recipe's options
+    (teacher-derived families also receive the block as ``teacher_block=``);
     ``build`` turns one spec into a module with the slot's input and output shapes, the same
     module every time. Teacher-derived families also receive the teacher's block (its weights
     initialise theirs); ``trainable`` is False for families whose output needs no distillation.
@@ -84,17 +86,27 @@ def build_candidate(spec: CandidateSpec, teacher_block: nn.Module | None = None)
 
 
 def load_plugins(paths_or_modules: list[str]) -> None:
-    """Import user files or modules whose ``@register_family`` decorators add families."""
+    """Import user files or modules whose ``@register_family`` decorators add families.
+
+    A file already loaded (same resolved path) is not executed again.
+    """
     for item in paths_or_modules:
         path = Path(item)
         if path.suffix == ".py":
             if not path.is_file():
                 raise ZooError(f"zoo plugin file {item!r} does not exist")
-            mod_name = f"hant_plugin_{path.stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, path)
+            resolved = path.resolve()
+            mod_name = f"hant_plugin_{path.stem}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+            if mod_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(mod_name, resolved)
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[mod_name]
+                raise
         else:
             try:
                 importlib.import_module(item)

@@ -14,7 +14,7 @@ from .spec import CandidateSpec, SlotSignature
 
 def _check_options(family: CandidateFamily, options: Mapping) -> None:
     params = inspect.signature(family.candidates).parameters
-    allowed = [n for n in params if n not in ("self", "slot")]
+    allowed = [n for n in params if n not in ("self", "slot", "teacher_block")]
     for name in options:
         if name not in allowed:
             raise ZooError(f"candidate family {family.name!r} has no option {name!r}; its options are {allowed}")
@@ -33,9 +33,12 @@ def slot_candidates(slot: Slot, teacher_block: nn.Module, families: Mapping[str,
         _check_options(family, options)
         if not family.applies_to(teacher_block):
             continue
+        if family.teacher_derived:
+            options["teacher_block"] = teacher_block
         try:
             param_sets = family.candidates(slot, **options)
         except (TypeError, ValueError) as e:
+            options.pop("teacher_block", None)
             raise ZooError(f"candidate family {name!r} rejected its options {options}: {e}") from e
         for params in param_sets:
             spec = CandidateSpec(name, params, signature)

@@ -6,7 +6,7 @@ import copy
 from torch import nn
 
 from ...slots import Slot
-from ..pruning import IMPORTANCE, prune_block, prune_plans
+from ..pruning import IMPORTANCE, block_width, prune_block, prune_plans, pruned_width
 from ..registry import CandidateFamily, register_family
 from ..spec import CandidateSpec
 
@@ -18,7 +18,7 @@ class Keep(CandidateFamily):
     teacher_derived = True
     trainable = False
 
-    def candidates(self, slot: Slot) -> list[dict]:
+    def candidates(self, slot: Slot, teacher_block: nn.Module | None = None) -> list[dict]:
         return [{}]
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
@@ -48,17 +48,25 @@ class Pruned(CandidateFamily):
     def candidates(
         self,
         slot: Slot,
+        teacher_block: nn.Module | None = None,
         widths: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875),
         importance: str = "l1",
         divisor: int = 8,
     ) -> list[dict]:
+        """One candidate per width that gives a distinct channel count below the teacher's."""
         if importance not in IMPORTANCE:
             raise ValueError(f"unknown importance {importance!r}; choose one of {sorted(IMPORTANCE)}")
-        return [
-            {"width": float(w), "importance": importance, "divisor": int(divisor)}
-            for w in widths
-            if 0.0 < float(w) < 1.0
-        ]
+        full = [block_width(teacher_block, plan) for plan in prune_plans(teacher_block)]
+        seen = {tuple(full)}
+        out = []
+        for w in widths:
+            if not 0.0 < float(w) < 1.0:
+                continue
+            kept = tuple(pruned_width(c, float(w), int(divisor)) for c in full)
+            if kept not in seen:
+                seen.add(kept)
+                out.append({"width": float(w), "importance": importance, "divisor": int(divisor)})
+        return out
 
     def applies_to(self, teacher_block: nn.Module) -> bool:
         return bool(prune_plans(teacher_block))
