@@ -45,20 +45,28 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a checkpoint into ``model``; mismatched keys are a clear error."""
-    state = load_state_dict_file(path)
+def state_dict_misfit(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Why ``state`` cannot load into ``model`` exactly (a tensor of another shape, missing or
+    unexpected keys), or None when it fits."""
     own = model.state_dict()
     wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     if wrong:
         k = wrong[0]
-        raise ConfigError(
-            f"checkpoint {str(path)!r} does not fit the model: {len(wrong)} tensors differ in shape, e.g. {k!r} "
-            f"is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the model (check num_classes and kwargs)"
+        return (
+            f"{len(wrong)} tensors differ in shape, e.g. {k!r} is {tuple(state[k].shape)} in the file "
+            f"but {tuple(own[k].shape)} in the model"
         )
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        raise ConfigError(
-            f"checkpoint {str(path)!r} does not fit the model: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
+        return f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+    return None
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a checkpoint into ``model``; mismatched keys are a clear error."""
+    state = load_state_dict_file(path)
+    problem = state_dict_misfit(model, state)
+    if problem:
+        raise ConfigError(f"checkpoint {str(path)!r} does not fit the model ({problem}); check num_classes and kwargs")
+    model.load_state_dict(state)

@@ -14,6 +14,13 @@ from .errors import SlotDiscoveryError
 SLOT_KINDS = ("conv_block", "transformer_block", "module")
 
 
+def spatial_stride(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Down-sampling factor from a (C, H, W) input to a (C', H', W') output; 1 for other shapes."""
+    if len(in_shape) != 3 or len(out_shape) != 3:
+        return 1
+    return max(1, round(in_shape[1] / out_shape[1]))
+
+
 @dataclass(frozen=True)
 class Slot:
     """A replaceable site in the teacher; plain data with per-sample input and output shapes."""
@@ -31,9 +38,7 @@ class Slot:
     @property
     def stride(self) -> int:
         """Spatial down-sampling factor of a conv slot (1 when shapes keep their size)."""
-        if len(self.in_shape) != 3:
-            return 1
-        return max(1, round(self.in_shape[1] / self.out_shape[1]))
+        return spatial_stride(self.in_shape, self.out_shape)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -78,7 +78,7 @@ def load_student(path: str | Path) -> nn.Module:
 
     Needs neither the teacher's weights nor the run directory. Returned in eval mode.
     """
-    from .models import create_model
+    from .models import create_model, state_dict_misfit
 
     path = Path(path)
     arch_file, weights_file = path / "arch.json", path / "weights.safetensors"
@@ -95,14 +95,8 @@ def load_student(path: str | Path) -> nn.Module:
         spec = CandidateSpec.from_dict(item["spec"])
         set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
     state = load_tensors(weights_file)
-    own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if wrong:
-        raise HantError(f"{weights_file} does not fit the architecture in arch.json: {wrong[0]!r} differs in shape")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise HantError(
-            f"{weights_file} does not fit the architecture in arch.json ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected tensors)"
-        )
+    problem = state_dict_misfit(model, state)
+    if problem:
+        raise HantError(f"{weights_file} does not fit the architecture in arch.json: {problem}")
+    model.load_state_dict(state)
     return model.eval()

@@ -47,6 +47,8 @@ def test_every_stage_runs_and_writes_its_outputs(finished_run):
     latency = read_json(run.latency)
     assert latency["extra"]["teacher_ms"] > 0
     report = read_json(run.report_json)
+    assert report["teacher"]["accuracy"] > 60, "the tiny teacher should learn the digits"
+    assert report["student"]["accuracy"] > 40, "the fine-tuned student should recover"
     for key in ("accuracy", "latency_ms"):
         assert report["teacher"][key] > 0
         assert report["student"][key] > 0

@@ -6,18 +6,18 @@ import copy
 TINY_RECIPE = {
     "name": "tiny",
     "seed": 0,
-    "data": {"dataset": "digits", "image_size": 16, "batch_size": 128},
+    "data": {"dataset": "digits", "image_size": 16, "batch_size": 64},
     "teacher": {
         "model": "resnet18",
         "kwargs": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "replace_stem_pool": True},
-        "train": {"epochs": 2, "lr": 0.05},
+        "train": {"epochs": 5, "lr": 0.1},
     },
     "target": {"batch_size": 8, "threads": 1},
     "zoo": {"families": {"identity": {}, "pruned": {"widths": [0.5]}, "conv_bn_act": {"kernels": [3]}}},
     "profile": {"rel_precision": 0.1, "time_budget_s": 5},
     "distill": {"epochs": 1},
     "search": {"budget": 0.9, "verify_rounds": 2},
-    "finetune": {"epochs": 1},
+    "finetune": {"epochs": 2},
 }
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..io import hash_obj
-from ..slots import Slot
+from ..slots import Slot, spatial_stride
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,7 @@ class SlotSignature:
 
     @property
     def stride(self) -> int:
-        if len(self.in_shape) != 3:
-            return 1
-        return max(1, round(self.in_shape[1] / self.out_shape[1]))
+        return spatial_stride(self.in_shape, self.out_shape)
 
     def to_dict(self) -> dict:
         return {
