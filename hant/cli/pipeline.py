@@ -1,17 +1,14 @@
-"""The ``hant`` command line: ``hant run RECIPE`` for the whole pipeline, one subcommand per stage."""
+"""``hant run`` and the per-stage subcommands over a run directory."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
-import sys
 from pathlib import Path
 
-from .config import Recipe, load_recipe, recipe_from_dict
-from .errors import ConfigError, HantError, RunDirError
-from .io import read_json, write_json
-from .pipeline import STAGE_ORDER, Context, RunDir, run_stages
-from .progress import enable_progress
+from ..config import Recipe, load_recipe, recipe_from_dict
+from ..errors import ConfigError, RunDirError
+from ..io import read_json, write_json
+from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
 
 STAGE_HELP = {
     "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
@@ -95,10 +92,15 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hant", description="Hardware-aware network transformation.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch and measurement round")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_stage_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every stage subcommand takes."""
+    p.add_argument("--recipe", help="recipe YAML (default: the run directory's recipe.json)")
+    p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
+    p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
+
+
+def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
+    """Add ``run`` and the stage subcommands not named in ``skip`` (those have their own module)."""
     p = sub.add_parser("run", help="run every stage of a recipe (finished stages are skipped)")
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("--run-dir", help="run directory (default runs/<recipe name>)")
@@ -106,29 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run the report stage even if up to date")
     p.set_defaults(func=cmd_run)
     for name in STAGE_ORDER:
+        if name in skip:
+            continue
         p = sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name] + "; runs missing upstream stages first")
         p.add_argument("run_dir", help="run directory")
-        p.add_argument("--recipe", help="recipe YAML (default: the run directory's recipe.json)")
-        p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
-        p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
+        add_stage_arguments(p)
         p.set_defaults(func=cmd_stage)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hant`` console script."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    enable_progress(sys.stderr.isatty())
-    try:
-        return args.func(args)
-    except HantError as e:
-        print(f"hant: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hant: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,4 @@
+"""The ``hant`` command line."""
+from .main import main
+
+__all__ = ["main"]
