@@ -7,7 +7,7 @@ import sys
 
 from ..errors import HantError
 from ..progress import enable_progress
-from . import pipeline, search, zoo
+from . import export, pipeline, search, zoo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(sub, skip={"zoo", "search"})
     zoo.register(sub)
     search.register(sub)
+    export.register(sub)
     return parser
 
 
