@@ -142,6 +142,22 @@ class FinetuneConfig(TrainConfig):
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases tracking."""
+
+    mode: str = "auto"
+    """``auto`` (online with credentials, else offline), ``off``, ``offline`` or ``online``."""
+    project: str = "hant"
+    """W&B project."""
+    entity: str | None = None
+    """W&B entity (team or user); None uses the default."""
+    group: str | None = None
+    """Group of runs (a budget sweep groups its runs)."""
+    tags: list = field(default_factory=list)
+    """Tags of the run."""
+
+
+@dataclass
 class Recipe:
     """Everything one run needs."""
 
@@ -158,6 +174,7 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -18,6 +18,7 @@ TINY_RECIPE = {
     "distill": {"epochs": 1},
     "search": {"budget": 0.9, "verify_rounds": 2},
     "finetune": {"epochs": 2},
+    "wandb": {"mode": "off"},
 }
 
 

@@ -9,6 +9,7 @@ from ..config import Recipe, load_recipe, recipe_from_dict
 from ..errors import ConfigError, RunDirError
 from ..io import read_json, write_json
 from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from ..tracking import MODES, Tracker, resolve_mode
 
 STAGE_HELP = {
     "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
@@ -28,6 +29,9 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
             raise ConfigError("--budget is a fraction of the teacher's latency and must be positive, e.g. 0.5")
         recipe.search.budget = args.budget
         recipe.search.budget_ms = None
+    if getattr(args, "wandb", None) is not None:
+        resolve_mode(args.wandb)
+        recipe.wandb.mode = args.wandb
     return recipe
 
 
@@ -73,11 +77,22 @@ def print_summary(run: RunDir) -> None:
     print(f"  report   {run.report_md}")
 
 
+def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool) -> None:
+    w = recipe.wandb
+    tracker = Tracker(w.mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
+    try:
+        run_stages(Context(recipe, run), upto, force=force, on_event=_print_event, tracker=tracker)
+    finally:
+        tracker.finish()
+    if tracker.mode != "off":
+        print(f"W&B run logged {tracker.mode} under {run.root / 'wandb'}", flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = _apply_overrides(load_recipe(args.recipe), args)
     run = RunDir(args.run_dir or Path("runs") / recipe.name)
     write_json(run.recipe, dataclasses.asdict(recipe))
-    run_stages(Context(recipe, run), "report", force=args.force, on_event=_print_event)
+    _run_tracked(recipe, run, "report", args.force)
     print_summary(run)
     return 0
 
@@ -86,7 +101,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
     write_json(run.recipe, dataclasses.asdict(recipe))
-    run_stages(Context(recipe, run), args.command, force=args.force, on_event=_print_event)
+    _run_tracked(recipe, run, args.command, args.force)
     if args.command == "report":
         print_summary(run)
     return 0
@@ -97,6 +112,7 @@ def add_stage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe YAML (default: the run directory's recipe.json)")
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
     p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
+    p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
 
 
 def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
@@ -106,6 +122,7 @@ def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<recipe name>)")
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
     p.add_argument("--force", action="store_true", help="re-run the report stage even if up to date")
+    p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
     p.set_defaults(func=cmd_run)
     for name in STAGE_ORDER:
         if name in skip:

@@ -1,7 +1,9 @@
 """The run's report: ``report.json`` for machines, ``report.md`` for people."""
 from __future__ import annotations
 
-from ..io import write_json, write_text
+from ..io import read_json, write_json, write_text
+from ..ops_zoo import CandidateSpec
+from ..tracking import Tracker
 from .rundir import RunDir
 
 
@@ -33,6 +35,24 @@ def render_markdown(report: dict) -> str:
     lines += ["", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {sec:.1f} |" for stage, sec in report["stage_seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def log_report(tracker: Tracker, run: RunDir) -> None:
+    """Send the report's headline numbers, the selection and the latency/score table to W&B."""
+    report = read_json(run.report_json)
+    tracker.set_summary({k: report[k] for k in ("teacher", "student", "budget_ms", "within_budget")})
+    scores = read_json(run.scores)
+    table = read_json(run.latency)["entries"]
+    zoo = read_json(run.zoo)
+    rows = []
+    for slot, specs in zoo.items():
+        for spec in specs:
+            rec = scores[slot].get(spec["key"], {})
+            chosen = report["selection"].get(slot) == spec["key"]
+            latency = table.get(CandidateSpec.from_dict(spec).uid, {}).get("median_ms")
+            rows.append([slot, spec["key"], latency, rec.get("score"), rec.get("status"), chosen])
+    tracker.log_table("candidates", ["slot", "candidate", "latency_ms", "score", "status", "chosen"], rows)
+    tracker.log_table("selection", ["slot", "candidate"], [[s, k] for s, k in report["selection"].items()])
 
 
 def write_report(run: RunDir, report: dict) -> None:

@@ -15,8 +15,10 @@ from typing import Callable
 
 from ..io import hash_file, hash_obj
 from ..latency import device_fingerprint, fingerprint_id
+from ..tracking import Tracker
 from . import stages
 from .context import Context
+from .report import log_report
 from .rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -112,10 +114,12 @@ def run_stages(
     upto: str,
     force: bool = False,
     on_event: Callable[[str, str, dict], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, dict]:
     """Run ``upto`` and every stage it needs, skipping up-to-date ones (``force`` re-runs ``upto``).
 
-    ``on_event(stage, "skipped" | "started" | "finished", info)`` reports progress to a caller.
+    ``on_event(stage, "skipped" | "started" | "finished", info)`` reports progress to a caller;
+    a ``tracker`` receives each stage's numbers and, after the report, its tables and plots.
     Returns each stage's summary (from its record when skipped).
     """
     emit = on_event or (lambda *a: None)
@@ -136,4 +140,8 @@ def run_stages(
         )
         summaries[name] = summary
         emit(name, "finished", {"seconds": elapsed, **summary})
+        if tracker is not None:
+            tracker.log_stage(name, {"seconds": elapsed, **summary})
+            if name == "report":
+                log_report(tracker, ctx.run)
     return summaries
