@@ -168,6 +168,8 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     target: LatencyTarget = field(default_factory=LatencyTarget)
+    targets: dict = field(default_factory=dict)
+    """Named alternative targets (name → target fields), chosen with ``--target NAME``."""
     slots: SlotsConfig = field(default_factory=SlotsConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
@@ -217,8 +219,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def recipe_from_dict(data: dict) -> Recipe:
-    """Build a Recipe from a plain mapping, validating every key."""
-    return _build(Recipe, data, "")
+    """Build a Recipe from a plain mapping, validating every key (named targets included)."""
+    recipe = _build(Recipe, data, "")
+    for name, fields in recipe.targets.items():
+        _build(LatencyTarget, fields, f"targets.{name}")
+    return recipe
+
+
+def select_target(recipe: Recipe, name: str) -> Recipe:
+    """Make the named alternative target the recipe's target."""
+    if name not in recipe.targets:
+        raise ConfigError(f"the recipe has no target named {name!r}; its named targets are {sorted(recipe.targets)}")
+    recipe.target = _build(LatencyTarget, recipe.targets[name], f"targets.{name}")
+    return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:

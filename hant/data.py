@@ -89,7 +89,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
         return digits_splits(cfg.image_size, seed)
     if cfg.dataset == "imagefolder":
         if not cfg.root:
-            raise ConfigError("data.dataset is 'imagefolder' but data.root is not set; give the dataset directory")
+            raise ConfigError("data.dataset is 'imagefolder' but data.root is not set; pass --data PATH or set data.root")
         return imagefolder_splits(cfg.root, cfg.image_size, cfg.augment)
     raise ConfigError(f"unknown dataset {cfg.dataset!r}; use 'digits' or 'imagefolder'")
 

@@ -5,10 +5,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..config import Recipe, load_recipe, recipe_from_dict
+from ..config import Recipe, load_recipe, recipe_from_dict, select_target
 from ..errors import ConfigError, RunDirError
 from ..io import read_json, write_json
 from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from ..pipeline.dryrun import DryRunReport, dry_run
 from ..tracking import MODES, Tracker, resolve_mode
 
 STAGE_HELP = {
@@ -32,6 +33,10 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     if getattr(args, "wandb", None) is not None:
         resolve_mode(args.wandb)
         recipe.wandb.mode = args.wandb
+    if getattr(args, "target", None):
+        select_target(recipe, args.target)
+    if getattr(args, "data", None):
+        recipe.data.dataset, recipe.data.root = "imagefolder", args.data
     return recipe
 
 
@@ -88,8 +93,24 @@ def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool) -> None:
         print(f"W&B run logged {tracker.mode} under {run.root / 'wandb'}", flush=True)
 
 
+def print_dry_run(report: DryRunReport) -> None:
+    """The dry run's findings, one slot per line."""
+    d = report.data
+    print(f"model    {report.model}: {report.parameters / 1e6:.2f} M parameters, input {report.input_shape}")
+    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {d['test']} test")
+    print(f"slots    {len(report.slots)} slots, {report.candidates} candidates")
+    for s in report.slots:
+        print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
+    status = "available here" if report.target_available else f"not available here ({report.target_note})"
+    print(f"target   {report.target}: {status}")
+    print("dry run OK: the recipe is valid")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = _apply_overrides(load_recipe(args.recipe), args)
+    if args.dry_run:
+        print_dry_run(dry_run(recipe))
+        return 0
     run = RunDir(args.run_dir or Path("runs") / recipe.name)
     write_json(run.recipe, dataclasses.asdict(recipe))
     _run_tracked(recipe, run, "report", args.force)
@@ -113,6 +134,7 @@ def add_stage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
     p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
     p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
+    p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
 
 
 def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
@@ -123,6 +145,9 @@ def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
     p.add_argument("--force", action="store_true", help="re-run the report stage even if up to date")
     p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
+    p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
+    p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
+    p.add_argument("--dry-run", action="store_true", help="validate recipe, data, model, slots, zoo and target; run nothing")
     p.set_defaults(func=cmd_run)
     for name in STAGE_ORDER:
         if name in skip:

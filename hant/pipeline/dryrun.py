@@ -1,0 +1,77 @@
+"""A dry run: everything a recipe needs is checked in seconds, nothing is trained or measured."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import Recipe
+from ..data import load_splits
+from ..errors import HantError
+from ..latency.runtime import check_target
+from ..models import create_model
+from ..ops_zoo import build_zoo, load_plugins
+from ..slots import discover_slots
+
+
+@dataclass
+class DryRunReport:
+    """What a dry run found."""
+
+    model: str
+    parameters: int
+    input_shape: tuple[int, ...]
+    data: dict
+    slots: list[dict] = field(default_factory=list)
+    target: str = ""
+    target_available: bool = True
+    target_note: str = ""
+
+    @property
+    def candidates(self) -> int:
+        return sum(s["candidates"] for s in self.slots)
+
+
+def dry_run(recipe: Recipe) -> DryRunReport:
+    """Validate data, model, slots, zoo and target of ``recipe`` without training or measuring.
+
+    Pretrained weights and checkpoints are not loaded (only their presence is checked); the
+    model is built with random weights to find its slots and their candidates.
+    """
+    if recipe.zoo.plugins:
+        load_plugins(recipe.zoo.plugins)
+    splits = load_splits(recipe.data, recipe.seed)
+    if recipe.teacher.checkpoint:
+        from pathlib import Path
+
+        if not Path(recipe.teacher.checkpoint).is_file():
+            raise HantError(f"teacher checkpoint {recipe.teacher.checkpoint!r} does not exist")
+    t = recipe.teacher
+    model = create_model(t.model, splits.num_classes, splits.in_chans, t.kwargs, pretrained=False).eval()
+    size = recipe.data.image_size
+    input_shape = (splits.in_chans, size, size)
+    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
+    slots = discover_slots(model, example, recipe.slots.patterns or None)
+    zoo = build_zoo(model, slots, recipe.zoo.families)
+    report = DryRunReport(
+        model=t.model,
+        parameters=sum(p.numel() for p in model.parameters()),
+        input_shape=input_shape,
+        data={
+            "dataset": recipe.data.dataset,
+            "classes": splits.num_classes,
+            "train": len(splits.train),
+            "val": len(splits.val),
+            "test": len(splits.test),
+        },
+        slots=[
+            {"name": s.name, "kind": s.kind, "in_shape": s.in_shape, "out_shape": s.out_shape, "candidates": len(zoo[s.name])}
+            for s in slots
+        ],
+        target=f"{recipe.target.device}/{recipe.target.backend}/{recipe.target.dtype}, batch {recipe.target.batch_size}",
+    )
+    try:
+        check_target(recipe.target)
+    except HantError as e:
+        report.target_available, report.target_note = False, str(e)
+    return report
