@@ -47,6 +47,10 @@ class TrainConfig:
     """Linear warm-up epochs before the cosine decay."""
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy term."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the weights (timm ModelEmaV3); 0 turns it off."""
+    amp: bool = True
+    """Mixed precision (bfloat16, else float16) when training on a GPU."""
 
 
 @dataclass

@@ -5,6 +5,9 @@ import argparse
 import logging
 import sys
 
+import torch.distributed
+
+from ..distributed import init_from_env, rank
 from ..errors import HantError
 from ..progress import enable_progress
 from . import export, pipeline, search, zoo
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hant`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    enable_progress(sys.stderr.isatty())
+    distributed = init_from_env()
+    enable_progress(sys.stderr.isatty() and rank() == 0)
     try:
         return args.func(args)
     except HantError as e:
@@ -34,3 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hant: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from ..config import Recipe, load_recipe, recipe_from_dict, select_target
+from ..distributed import is_main
 from ..errors import ConfigError, RunDirError
-from ..io import read_json, write_json
+from ..io import read_json
 from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
 from ..pipeline.dryrun import DryRunReport, dry_run
 from ..tracking import MODES, Tracker, resolve_mode
@@ -49,6 +49,8 @@ def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
 
 
 def _print_event(stage: str, event: str, info: dict) -> None:
+    if not is_main():
+        return
     if event == "skipped":
         print(f"[{stage}] up to date, skipped", flush=True)
     elif event == "started":
@@ -63,7 +65,9 @@ def _fmt(v) -> str:
 
 
 def print_summary(run: RunDir) -> None:
-    """The closing summary of a full run, from its report.json."""
+    """The closing summary of a full run, from its report.json (printed by rank 0 only)."""
+    if not is_main():
+        return
     r = read_json(run.report_json)
     t, s = r["teacher"], r["student"]
     print()
@@ -84,7 +88,8 @@ def print_summary(run: RunDir) -> None:
 
 def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool) -> None:
     w = recipe.wandb
-    tracker = Tracker(w.mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
+    mode = w.mode if is_main() else "off"
+    tracker = Tracker(mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
     try:
         run_stages(Context(recipe, run), upto, force=force, on_event=_print_event, tracker=tracker)
     finally:
@@ -112,7 +117,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_dry_run(dry_run(recipe))
         return 0
     run = RunDir(args.run_dir or Path("runs") / recipe.name)
-    write_json(run.recipe, dataclasses.asdict(recipe))
     _run_tracked(recipe, run, "report", args.force)
     print_summary(run)
     return 0
@@ -121,7 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
-    write_json(run.recipe, dataclasses.asdict(recipe))
     _run_tracked(recipe, run, args.command, args.force)
     if args.command == "report":
         print_summary(run)

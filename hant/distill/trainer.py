@@ -1,29 +1,45 @@
-"""End-to-end training of a classifier: the teacher from scratch, or a student with knowledge distillation."""
+"""End-to-end training of a classifier: the teacher from scratch, or a student with knowledge distillation.
+
+timm's optimizer, scheduler and EMA factories; AMP on a GPU; DistributedDataParallel when
+torchrun started several processes; a checkpoint after every epoch, from which a killed run
+resumes with the same data order it would have had.
+"""
 from __future__ import annotations
 
-import copy
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from .. import distributed as dist
 from ..config import TrainConfig
 from ..progress import progress
 
 log = logging.getLogger(__name__)
 
 
+def train_device() -> torch.device:
+    """The GPU of this process when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader) -> float:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> float:
     """Top-1 accuracy (in percent) of ``model`` over ``loader``."""
+    device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct = total = 0
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
     model.train(was_training)
@@ -47,6 +63,21 @@ class TrainResult:
     history: list[dict]
 
 
+def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make the epoch's batch order a function of (seed, epoch) alone, so a resumed run matches."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    elif loader.generator is not None:
+        loader.generator.manual_seed(seed + epoch)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not (enabled and device.type == "cuda"):
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
 def train_classifier(
     model: nn.Module,
     train_loader: DataLoader,
@@ -58,50 +89,111 @@ def train_classifier(
     kd_alpha: float = 0.0,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     desc: str = "train",
+    checkpoint: Path | None = None,
+    seed: int = 0,
 ) -> TrainResult:
-    """Train with timm's optimizer and cosine schedule; with a ``teacher``, the loss is
-    ``kd_alpha * KD + (1 - kd_alpha) * CE``. The best-on-validation weights are restored at the end."""
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
+    """Train ``model`` in place; with a ``teacher`` the loss is ``kd_alpha·KD + (1 − kd_alpha)·CE``.
 
+    Validation picks the best epoch (of the EMA weights when ``cfg.ema_decay`` > 0) and those
+    weights are loaded at the end. With ``checkpoint``, state is saved after every epoch and a
+    run finds it and resumes; the file is removed when training completes.
+    """
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+
+    device = train_device()
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_loader))
-    scheduler = CosineLRScheduler(
+    scheduler, _ = create_scheduler_v2(
         optimizer,
-        t_initial=cfg.epochs * steps_per_epoch,
-        warmup_t=min(cfg.warmup_epochs, max(0, cfg.epochs - 1)) * steps_per_epoch,
-        warmup_lr_init=cfg.lr * 0.01,
-        lr_min=cfg.lr * 1e-3,
-        t_in_epochs=False,
+        sched="cosine",
+        num_epochs=cfg.epochs,
+        warmup_epochs=min(cfg.warmup_epochs, max(0, cfg.epochs - 1)),
+        warmup_lr=cfg.lr * 0.01,
+        min_lr=cfg.lr * 1e-3,
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
     )
-    if teacher is not None:
-        teacher.eval()
-    best_acc, best_epoch, best_state = -1.0, -1, None
-    history = []
-    step = 0
-    for epoch in progress(range(cfg.epochs), desc=desc, unit="epoch"):
-        model.train()
+    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    net = nn.parallel.DistributedDataParallel(model) if dist.is_distributed() else model
+
+    start_epoch, best_acc, best_epoch, best_state, history = 0, -1.0, -1, None, []
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
+        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
+        best_state, history = state["best_state"], state["history"]
+        log.info("%s: resuming after epoch %d from %s", desc, state["epoch"], checkpoint)
+
+    for epoch in progress(range(start_epoch, cfg.epochs), desc=desc, unit="epoch", total=cfg.epochs - start_epoch):
+        net.train()
+        _set_epoch(train_loader, seed, epoch)
         total_loss = 0.0
-        for x, y in train_loader:
+        for i, (x, y) in enumerate(train_loader):
+            x, y = x.to(device), y.to(device)
             if augment is not None:
                 x = augment(x)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if teacher is not None and kd_alpha > 0:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-                loss = kd_alpha * kd_loss(logits, teacher_logits, kd_temperature) + (1 - kd_alpha) * loss
+            with _autocast(device, cfg.amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if teacher is not None and kd_alpha > 0:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                    loss = kd_alpha * kd_loss(logits.float(), teacher_logits.float(), kd_temperature) + (1 - kd_alpha) * loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            scheduler.step_update(step)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step = epoch * steps_per_epoch + i + 1
+            scheduler.step_update(num_updates=step)
+            if ema is not None:
+                ema.update(model, step=step)
             total_loss += loss.item()
-        val_acc = evaluate(model, val_loader)
+        scheduler.step(epoch + 1)
+        judged = ema.module if ema is not None else model
+        val_acc = evaluate(judged, val_loader, device)
         history.append({"epoch": epoch, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc})
         log.info("%s epoch %d: loss %.4f, val accuracy %.2f%%", desc, epoch, total_loss / steps_per_epoch, val_acc)
         if val_acc > best_acc:
-            best_acc, best_epoch, best_state = val_acc, epoch, copy.deepcopy(model.state_dict())
+            best_acc, best_epoch = val_acc, epoch
+            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
+        if checkpoint is not None and dist.is_main():
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, best_state, history)
+        dist.barrier()
     if best_state is not None:
         model.load_state_dict(best_state)
+    if checkpoint is not None and dist.is_main():
+        Path(checkpoint).unlink(missing_ok=True)
     return TrainResult(best_acc, best_epoch, history)
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, best_state, history) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "ema": ema.module.state_dict() if ema is not None else {},
+        "epoch": epoch,
+        "best_acc": best_acc,
+        "best_epoch": best_epoch,
+        "best_state": best_state,
+        "history": history,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

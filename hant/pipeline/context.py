@@ -5,9 +5,11 @@ from functools import cached_property
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Recipe
 from ..data import DataSplits, load_splits, make_loader, random_shift
+from ..distributed import is_distributed
 from ..errors import RunDirError
 from ..io import load_tensors, read_json
 from ..models import create_model
@@ -32,8 +34,13 @@ class Context:
         return load_splits(self.recipe.data, self.recipe.seed)
 
     def train_loader(self, seed_offset: int = 0):
+        """Shuffled training batches; each torchrun process gets its own share."""
         d = self.recipe.data
-        return make_loader(self.splits.train, d.batch_size, True, self.recipe.seed + seed_offset, d.workers)
+        seed = self.recipe.seed + seed_offset
+        if is_distributed():
+            sampler = DistributedSampler(self.splits.train, shuffle=True, seed=seed)
+            return DataLoader(self.splits.train, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers)
+        return make_loader(self.splits.train, d.batch_size, True, seed, d.workers)
 
     def eval_loader(self, split: str):
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)

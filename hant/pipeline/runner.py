@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..io import hash_file, hash_obj
+from ..distributed import barrier, is_main
+from ..io import hash_file, hash_obj, write_json
 from ..latency import device_fingerprint, fingerprint_id
 from ..tracking import Tracker
 from . import stages
@@ -79,6 +80,8 @@ STAGES: dict[str, Stage] = {
     ]
 }
 STAGE_ORDER = list(STAGES)
+DISTRIBUTED_STAGES = ("teacher", "finetune")
+"""Stages that every torchrun process runs together (DDP); rank 0 alone runs the others."""
 
 
 def _upstream(name: str) -> list[str]:
@@ -124,6 +127,8 @@ def run_stages(
     """
     emit = on_event or (lambda *a: None)
     summaries: dict[str, dict] = {}
+    if is_main():
+        write_json(ctx.run.recipe, ctx.recipe.to_dict())
     for name in _upstream(upto):
         stage = STAGES[name]
         if not (force and name == upto) and is_current(ctx, stage):
@@ -132,12 +137,18 @@ def run_stages(
             continue
         emit(name, "started", {})
         start = time.perf_counter()
-        summary = stage.fn(ctx)
+        if name in DISTRIBUTED_STAGES or is_main():
+            summary = stage.fn(ctx)
+        barrier()  # under torchrun, the other processes wait for rank 0's single-process stages
+        if not (name in DISTRIBUTED_STAGES or is_main()):
+            summary = {}
         elapsed = time.perf_counter() - start
-        ctx.run.write_stage_record(
-            name,
-            {"fingerprint": fingerprint(ctx, stage), "seconds": elapsed, "finished_at": time.time(), "summary": summary},
-        )
+        if is_main():
+            ctx.run.write_stage_record(
+                name,
+                {"fingerprint": fingerprint(ctx, stage), "seconds": elapsed, "finished_at": time.time(), "summary": summary},
+            )
+        barrier()
         summaries[name] = summary
         emit(name, "finished", {"seconds": elapsed, **summary})
         if tracker is not None:

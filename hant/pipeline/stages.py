@@ -13,6 +13,7 @@ import torch
 
 from ..distill.layerwise import build_trained_candidate, distill_zoo
 from ..distill.trainer import evaluate, train_classifier
+from ..distributed import is_main
 from ..errors import HantError
 from ..io import hash_obj, read_json, save_tensors, write_json
 from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile
@@ -42,14 +43,22 @@ def stage_teacher(ctx: Context) -> dict:
         source = "timm pretrained weights"
     else:
         train_classifier(
-            model, ctx.train_loader(), ctx.eval_loader("val"), cfg.train, augment=ctx.augment(), desc="teacher"
+            model,
+            ctx.train_loader(),
+            ctx.eval_loader("val"),
+            cfg.train,
+            augment=ctx.augment(),
+            desc="teacher",
+            checkpoint=ctx.run.teacher_dir / "train_state.pt",
+            seed=ctx.recipe.seed,
         )
         source = "trained by this recipe"
     val_acc = evaluate(model, ctx.eval_loader("val"))
     test_acc = evaluate(model, ctx.eval_loader("test"))
-    save_tensors(ctx.run.teacher_weights, model.state_dict())
-    meta = {"model": d, "source": source, "val_accuracy": val_acc, "test_accuracy": test_acc}
-    write_json(ctx.run.teacher_meta, meta)
+    if is_main():
+        save_tensors(ctx.run.teacher_weights, model.state_dict())
+        meta = {"model": d, "source": source, "val_accuracy": val_acc, "test_accuracy": test_acc}
+        write_json(ctx.run.teacher_meta, meta)
     return {"val_accuracy": val_acc, "test_accuracy": test_acc, "source": source}
 
 
@@ -231,8 +240,20 @@ def stage_finetune(ctx: Context) -> dict:
         kd_alpha=cfg.kd_alpha,
         augment=ctx.augment(),
         desc="finetune",
+        checkpoint=ctx.run.student_dir / "train_state.pt",
+        seed=ctx.recipe.seed + 2,
     )
     test_acc = evaluate(student, ctx.eval_loader("test"))
+    metrics = {
+        "assembled_val_accuracy": assembled_acc,
+        "val_accuracy": result.best_val_accuracy,
+        "test_accuracy": test_acc,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+    }
+    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": result.best_val_accuracy, "test_accuracy": test_acc}
+    if not is_main():
+        return summary
     save_student(
         student,
         ctx.run.student_dir,
@@ -242,15 +263,8 @@ def stage_finetune(ctx: Context) -> dict:
         plugins=ctx.recipe.zoo.plugins,
         metadata={"recipe": ctx.recipe.name, "input_shape": list(ctx.input_shape)},
     )
-    metrics = {
-        "assembled_val_accuracy": assembled_acc,
-        "val_accuracy": result.best_val_accuracy,
-        "test_accuracy": test_acc,
-        "best_epoch": result.best_epoch,
-        "history": result.history,
-    }
     write_json(ctx.run.student_metrics, metrics)
-    return {"assembled_val_accuracy": assembled_acc, "val_accuracy": result.best_val_accuracy, "test_accuracy": test_acc}
+    return summary
 
 
 def stage_report(ctx: Context) -> dict:
