@@ -1,10 +1,14 @@
 """The run's report: ``report.json`` for machines, ``report.md`` for people."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..io import read_json, write_json, write_text
 from ..ops_zoo import CandidateSpec
 from ..tracking import Tracker
 from .rundir import RunDir
+
+PLOT_NAME = "pareto.png"
 
 
 def render_markdown(report: dict) -> str:
@@ -28,10 +32,15 @@ def render_markdown(report: dict) -> str:
         f"Search: {report['search']['backend']}, {report['search']['status']}, "
         f"{report['search']['solve_seconds'] * 1000:.1f} ms to solve, gap {report['search']['gap']:.2g}.",
         "",
-        "| slot | chosen operation |",
-        "|---|---|",
+        f"![latency against accuracy]({PLOT_NAME})",
+        "",
+        "| slot | chosen operation | latency (ms) | teacher block (ms) | score |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {slot} | `{key}` |" for slot, key in report["selection"].items()]
+    lines += [
+        f"| {r['slot']} | `{r['candidate']}` | {r['latency_ms']:.3f} | {r['teacher_latency_ms']:.3f} | {r['score']:.4g} |"
+        for r in report["slots"]
+    ]
     lines += ["", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {sec:.1f} |" for stage, sec in report["stage_seconds"].items()]
     return "\n".join(lines) + "\n"
@@ -53,9 +62,51 @@ def log_report(tracker: Tracker, run: RunDir) -> None:
             rows.append([slot, spec["key"], latency, rec.get("score"), rec.get("status"), chosen])
     tracker.log_table("candidates", ["slot", "candidate", "latency_ms", "score", "status", "chosen"], rows)
     tracker.log_table("selection", ["slot", "candidate"], [[s, k] for s, k in report["selection"].items()])
+    tracker.log_image("pareto", run.root / PLOT_NAME)
+
+
+def report_points(report: dict, label: str = "student") -> list[dict]:
+    """The teacher and student of one report as plot points."""
+    t, s = report["teacher"], report["student"]
+    return [
+        {"label": "teacher", "latency_ms": t["latency_ms"], "predicted_ms": None, "accuracy": t["accuracy"]},
+        {"label": label, "latency_ms": s["latency_ms"], "predicted_ms": s["predicted_latency_ms"], "accuracy": s["accuracy"]},
+    ]
+
+
+def plot_pareto(points: list[dict], path: Path, title: str) -> None:
+    """Accuracy against measured latency (filled) and predicted latency (hollow, joined to its
+    measurement), written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for p in points:
+        teacher = p["label"] == "teacher"
+        ax.scatter(p["latency_ms"], p["accuracy"], marker="*" if teacher else "o", s=120 if teacher else 40,
+                   color="black" if teacher else "tab:blue", zorder=3)
+        ax.annotate(p["label"], (p["latency_ms"], p["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        if p.get("predicted_ms") is not None:
+            ax.scatter(p["predicted_ms"], p["accuracy"], facecolors="none", edgecolors="tab:orange", s=40, zorder=3)
+            ax.plot([p["predicted_ms"], p["latency_ms"]], [p["accuracy"]] * 2, color="tab:orange", lw=0.8, zorder=2)
+    ax.scatter([], [], color="tab:blue", label="student, measured")
+    ax.scatter([], [], facecolors="none", edgecolors="tab:orange", label="student, predicted")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def write_report(run: RunDir, report: dict) -> None:
-    """Write both forms of the report into the run directory."""
+    """Write report.json, report.md and the latency/accuracy plot into the run directory."""
+    plot_pareto(report_points(report), run.root / PLOT_NAME, f"{report['recipe']}: {report['target']['device']}, "
+                f"batch {report['target']['batch_size']}")
     write_json(run.report_json, report)
     write_text(run.report_md, render_markdown(report))

@@ -267,6 +267,24 @@ def stage_finetune(ctx: Context) -> dict:
     return summary
 
 
+def _slot_rows(ctx: Context, table: LatencyTable, choices: dict[str, str]) -> list[dict]:
+    """Per slot: the chosen operation with its latency and score, beside the teacher block's latency."""
+    scores = read_json(ctx.run.scores)
+    rows = []
+    for slot in ctx.slots:
+        spec = _specs(ctx, {slot.name: choices[slot.name]})[slot.name]
+        rows.append(
+            {
+                "slot": slot.name,
+                "candidate": spec.key,
+                "latency_ms": table.latency_ms(spec.uid),
+                "teacher_latency_ms": table.latency_ms(ctx.zoo[slot.name][0].uid),
+                "score": scores[slot.name][spec.key]["score"],
+            }
+        )
+    return rows
+
+
 def stage_report(ctx: Context) -> dict:
     """Measure teacher and saved student end to end (interleaved), evaluate both, write the report."""
     started = time.perf_counter()
@@ -318,6 +336,7 @@ def stage_report(ctx: Context) -> dict:
             "verify_rounds": selection["verify_rounds"],
         },
         "selection": selection["choices"],
+        "slots": _slot_rows(ctx, table, selection["choices"]),
         "stage_seconds": {**ctx.run.stage_seconds(), "report": time.perf_counter() - started},
     }
     write_report(ctx.run, report)
