@@ -10,7 +10,7 @@ import torch.distributed
 from ..distributed import init_from_env, rank
 from ..errors import HantError
 from ..progress import enable_progress
-from . import export, pipeline, search, zoo
+from . import export, pipeline, search, sweep, zoo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.register(sub)
     search.register(sub)
     export.register(sub)
+    sweep.register(sub)
     return parser
 
 

@@ -35,6 +35,9 @@ def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         recipe.wandb.mode = args.wandb
     if getattr(args, "target", None):
         select_target(recipe, args.target)
+    if getattr(args, "families", None):
+        names = [n.strip() for n in args.families.split(",") if n.strip()]
+        recipe.zoo.families = {n: recipe.zoo.families.get(n, {}) for n in names}
     if getattr(args, "data", None):
         recipe.data.dataset, recipe.data.root = "imagefolder", args.data
     return recipe
@@ -150,6 +153,7 @@ def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
     p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
     p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
     p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
+    p.add_argument("--families", help="comma-separated candidate families to keep from the recipe's zoo")
     p.add_argument("--dry-run", action="store_true", help="validate recipe, data, model, slots, zoo and target; run nothing")
     p.set_defaults(func=cmd_run)
     for name in STAGE_ORDER:

@@ -1,0 +1,88 @@
+"""A series of latency budgets over one teacher: the expensive stages run once and are shared.
+
+Teacher, slots, zoo, profile and distill run in the base run directory; each budget gets a
+subdirectory ``budget-<fraction>`` whose upstream files link to the base's, so its search,
+fine-tune and report run alone. The students are then plotted together.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from ..config import Recipe
+from ..io import read_json, write_json
+from ..tracking import Tracker
+from .context import Context
+from .report import plot_pareto, report_points
+from .rundir import RunDir
+from .runner import run_stages
+
+SHARED_STAGES = ("teacher", "slots", "zoo", "profile", "distill")
+
+
+def _link(src: Path, dst: Path) -> None:
+    if dst.is_symlink() or dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(src, dst.parent), dst)
+
+
+def share_upstream(base: RunDir, sub: RunDir) -> None:
+    """Link the base's upstream outputs into ``sub`` and copy their stage records."""
+    for path in (base.teacher_dir, base.slots, base.zoo, base.latency, base.scores, base.candidate_weights.parent):
+        _link(path, sub.root / path.relative_to(base.root))
+    for stage in SHARED_STAGES:
+        record = base.stage_record_path(stage)
+        target = sub.stage_record_path(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, target)
+
+
+def run_budget_series(
+    recipe: Recipe,
+    root: Path,
+    budgets: list[float],
+    on_event: Callable[[str, str, dict], None] | None = None,
+    make_tracker: Callable[[Recipe, RunDir], Tracker] | None = None,
+) -> list[dict]:
+    """Run the pipeline at each budget fraction; return one row per budget and write
+    ``sweep.json`` and ``sweep.png`` in ``root``."""
+    base = RunDir(root)
+    base_ctx = Context(recipe, base)
+    for stage in ("profile", "distill"):
+        run_stages(base_ctx, stage, on_event=on_event)
+    rows, points = [], []
+    for budget in budgets:
+        sub = RunDir(base.root / f"budget-{budget:g}")
+        share_upstream(base, sub)
+        r = copy.deepcopy(recipe)
+        r.search.budget, r.search.budget_ms = budget, None
+        r.name = f"{recipe.name}-budget-{budget:g}"
+        tracker = make_tracker(r, sub) if make_tracker else None
+        try:
+            run_stages(Context(r, sub), "report", on_event=on_event, tracker=tracker)
+        finally:
+            if tracker is not None:
+                tracker.finish()
+        report = read_json(sub.report_json)
+        rows.append(
+            {
+                "budget": budget,
+                "run_dir": str(sub.root),
+                "accuracy": report["student"]["accuracy"],
+                "latency_ms": report["student"]["latency_ms"],
+                "predicted_latency_ms": report["student"]["predicted_latency_ms"],
+                "teacher_latency_ms": report["teacher"]["latency_ms"],
+                "teacher_accuracy": report["teacher"]["accuracy"],
+                "within_budget": report["within_budget"],
+                "selection": report["selection"],
+            }
+        )
+        pts = report_points(report, label=f"{budget:g}x")
+        points += pts[1:] if points else pts
+    write_json(base.root / "sweep.json", rows)
+    plot_pareto(points, base.root / "sweep.png", f"{recipe.name}: students at {len(budgets)} budgets")
+    return rows
