@@ -56,31 +56,28 @@ def digits_splits(image_size: int = 32, seed: int = 0) -> DataSplits:
 
 
 def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> DataSplits:
-    """ImageFolder class directories under ``root/train``, ``root/val`` and, if present, ``root/test``
-    (else the validation split doubles as test), with ImageNet normalisation."""
-    from torchvision import datasets, transforms
+    """Class directories under ``root/train``, ``root/val`` and, if present, ``root/test`` (else the
+    validation split doubles as test), read by timm's dataset factory with timm's transforms
+    (random-resized crop and flip when ``augment``; resize and centre crop for evaluation)."""
+    from timm.data import create_dataset, create_transform
 
     root = Path(root)
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise ConfigError(f"data root {str(root)!r} has no {split}/ directory of class folders")
-    norm = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    train_tf = (
-        transforms.Compose(
-            [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm]
-        )
-        if augment
-        else None
-    )
-    eval_tf = transforms.Compose(
-        [transforms.Resize(int(round(image_size / 0.875))), transforms.CenterCrop(image_size), transforms.ToTensor(), norm]
-    )
-    train = datasets.ImageFolder(str(root / "train"), transform=train_tf or eval_tf)
-    val = datasets.ImageFolder(str(root / "val"), transform=eval_tf)
-    test = datasets.ImageFolder(str(root / "test"), transform=eval_tf) if (root / "test").is_dir() else val
-    if val.classes != train.classes:
+
+    def split_dataset(split: str, training: bool):
+        dataset = create_dataset("", root=str(root), split=split, is_training=training)
+        dataset.transform = create_transform(image_size, is_training=training and augment)
+        return dataset
+
+    train = split_dataset("train", True)
+    val = split_dataset("val", False)
+    test = split_dataset("test", False) if (root / "test").is_dir() else val
+    classes = train.reader.class_to_idx
+    if val.reader.class_to_idx != classes:
         raise ConfigError(f"the class folders of {root}/val differ from those of {root}/train")
-    return DataSplits(train, val, test, len(train.classes), 3, image_size)
+    return DataSplits(train, val, test, len(classes), 3, image_size)
 
 
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
