@@ -110,9 +110,20 @@ class DistillConfig:
     loss: str = "nmse"
     """``nmse`` (MSE normalised by the teacher output's energy) or ``mse``."""
     chunk_size: int = 256
-    """Candidates trained together per pass over the data; bounds memory."""
+    """Most candidates trained together per pass over the data."""
+    memory_budget_mb: float | None = None
+    """Memory one chunk may use (candidates' weights, gradients and Adam state, one candidate's
+    saved activations, the captured slot tensors); None: 70% of free GPU memory on CUDA, half the
+    available RAM on CPU."""
     bn_recalibration_batches: int = 20
     """Training batches used to re-estimate each candidate's BatchNorm statistics after training."""
+    score: str = "nmse"
+    """Score that feeds the search: ``nmse`` (the distillation loss on validation batches) or
+    ``swap_kl`` (KL divergence from the teacher's logits with only that slot replaced)."""
+    device: str = "auto"
+    """``auto`` (this rank's CUDA device when there is one, else CPU), ``cpu`` or ``cuda[:N]``."""
+    amp: bool = True
+    """Train under bfloat16 autocast on CUDA (ignored on CPU); scoring stays in float32."""
 
 
 @dataclass

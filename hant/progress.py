@@ -20,3 +20,23 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, un
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
+
+
+class ProgressCounter:
+    """A bar driven by ``(done, total)`` callbacks, for work that reports its own progress."""
+
+    def __init__(self, desc: str, unit: str = "it"):
+        self.desc, self.unit, self._bar = desc, unit, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not _enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False, dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
@@ -21,7 +22,12 @@ def test_offline_run_holds_the_logged_metrics(tmp_path, monkeypatch):
     assert main(["run", str(recipe), "--run-dir", str(run_dir), "--wandb", "offline"]) == 0
     files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    history, summary = logged_keys(files[0])
+    deadline = time.time() + 30  # wandb's service may still be flushing the file after finish()
+    while True:
+        history, summary = logged_keys(files[0])
+        if "result/student/accuracy" in summary or time.time() > deadline:
+            break
+        time.sleep(0.5)
     for key in ("teacher/test_accuracy", "profile/teacher_ms", "distill/candidates", "search/predicted_ms",
                 "finetune/test_accuracy", "report/student_latency_ms", "selection/nrows"):
         assert key in history, key

@@ -1,30 +1,47 @@
 """Phase 1: every candidate learns to reproduce its slot's teacher output from the teacher's input.
 
 All candidates of a chunk share one teacher forward per batch; each has its own optimizer.
-Finished candidates are checkpointed (safetensors plus a small record), so a killed run resumes
-without retraining them. A candidate whose loss turns NaN or infinite is marked failed.
+Chunks respect a count and a memory budget. After every epoch each candidate's full training
+state is checkpointed, and the data order depends only on (seed, epoch), so a run killed at any
+moment resumes with the same results; finished candidates are never retrained. A candidate
+whose loss turns NaN or infinite is marked failed and the others go on. Under torchrun the
+candidates are sharded across ranks and every rank returns every record.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import DistillConfig
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..distributed import barrier
+from ..errors import ConfigError
+from ..io import hash_obj, load_tensors, read_json, save_tensors, write_json
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
 from .capture import SlotCapture
+from .checkpoint import Progress, load_progress, progress_path, record_path, save_progress, weights_path
+from .chunk import ChunkTrainer, DistillError, Job, make_optimizer, recalibrate_norms
 from .losses import feature_loss
+from .memory import captured_bytes, default_budget, footprint, pack_chunks
+from .scoring import SCORES, Scores, score_jobs, teacher_accuracy
+from .sharding import gather_all, local_device, shard
+from .stream import Augment, EpochStream
+from .swap import SwapIn
+from .wandb_log import log_slot_losses
 
 log = logging.getLogger(__name__)
+
+__all__ = ["CandidateRecord", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo", "weights_path"]
 
 
 @dataclass
@@ -38,19 +55,20 @@ class CandidateRecord:
     """``ok``, ``failed`` (non-finite loss) or ``exact`` (keep: reproduces the teacher by definition)."""
     train_loss: float | None = None
     score: float | None = None
-    """Validation feature-map loss (lower is better); None for failed candidates."""
+    """What the search minimises: ``feature_loss`` or ``swap_kl``, as ``DistillConfig.score`` says;
+    None for failed candidates."""
     error: str | None = None
+    feature_loss: float | None = None
+    """Distillation loss on the validation batches."""
+    swap_kl: float | None = None
+    """Mean KL divergence from the teacher's logits with only this slot replaced (validation)."""
+    swap_accuracy: float | None = None
+    """Top-1 accuracy (percent) of the teacher with only this slot replaced (validation)."""
 
-
-@dataclass
-class _Job:
-    slot: Slot
-    spec: CandidateSpec
-    module: nn.Module
-    optimizer: torch.optim.Optimizer | None = None
-    loss_sum: float = 0.0
-    batches: int = 0
-    failed: str | None = None
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "CandidateRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def candidate_seed(seed: int, uid: str) -> int:
@@ -58,134 +76,183 @@ def candidate_seed(seed: int, uid: str) -> int:
     return (seed * 1_000_003 + int(uid[:8], 16)) % (2**31)
 
 
-def weights_path(weights_dir: Path, spec: CandidateSpec) -> Path:
-    return Path(weights_dir) / f"{spec.uid}.safetensors"
-
-
-def _record_path(weights_dir: Path, spec: CandidateSpec) -> Path:
-    return Path(weights_dir) / f"{spec.uid}.json"
-
-
 def build_trained_candidate(spec: CandidateSpec, teacher_block: nn.Module, weights_dir: Path) -> nn.Module:
     """A candidate module with its distilled weights (keep and parameter-free families need none)."""
     module = build_candidate(spec, teacher_block)
-    path = weights_path(weights_dir, spec)
     if get_family(spec.family).trainable:
-        module.load_state_dict(load_tensors(path))
+        module.load_state_dict(load_tensors(weights_path(weights_dir, spec)))
     return module
 
 
-def _cosine(step: int, total: int) -> float:
-    return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
+def _training_key(cfg: DistillConfig, seed: int) -> str:
+    """Hash of the settings a trained candidate depends on; weights made under others are retrained."""
+    keys = ("epochs", "lr", "weight_decay", "loss", "bn_recalibration_batches", "amp")
+    return hash_obj({"seed": seed, **{k: getattr(cfg, k) for k in keys}})
 
 
-def _init_from_first_batch(capture: SlotCapture, jobs: list[_Job], loader: DataLoader) -> None:
-    """Let candidates that define ``init_from_batch(x, target)`` initialise from real slot data."""
-    hooked = [j for j in jobs if callable(getattr(j.module, "init_from_batch", None))]
-    if not hooked:
-        return
-    x, _ = next(iter(loader))
-    io = capture.run(x)
-    for job in hooked:
-        job.module.init_from_batch(*io[job.slot.name])
+def _check(cfg: DistillConfig) -> None:
+    feature_loss(cfg.loss)
+    if cfg.score not in SCORES:
+        raise ConfigError(f"unknown distill.score {cfg.score!r}; choose one of {list(SCORES)}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto" or (name == "cuda" and torch.cuda.is_available()):
+        return local_device()
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"distill.device is {name!r} but no CUDA device is visible; set it to 'auto' or 'cpu'")
+    return device
+
+
+def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextManager] | None:
+    if device.type == "cuda" and cfg.amp and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return None
+
+
+def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:
+    path = record_path(weights_dir, spec)
+    return path.is_file() and read_json(path).get("trained_with", key) == key
+
+
+def _built(spec: CandidateSpec, block: nn.Module, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(candidate_seed(seed, spec.uid))
+        return build_candidate(spec, block).requires_grad_(True)
+
+
+def _new_job(slot: Slot, spec: CandidateSpec, block: nn.Module, cfg: DistillConfig, seed: int,
+             weights_dir: Path, device: torch.device, key: str) -> Job:
+    """A freshly initialised candidate, or the one its epoch checkpoint holds."""
+    module = _built(spec, block, seed).to(device)
+    job = Job(slot, spec, module, make_optimizer(module, cfg))
+    path = progress_path(weights_dir, spec)
+    state = load_progress(path, module, job.optimizer, key) if path.is_file() else None
+    if state is not None:
+        job.start_epoch, job.loss_sum, job.batches = state.epoch, state.loss_sum, state.batches
+    return job
 
 
 def _train_chunk(
     teacher: nn.Module,
-    jobs: list[_Job],
+    jobs: list[Job],
+    stream: EpochStream,
+    cfg: DistillConfig,
+    weights_dir: Path,
+    key: str,
+    desc: str,
+    autocast: Callable[[], ContextManager] | None = None,
+) -> None:
+    """Train ``jobs`` from their checkpoints to the last epoch, checkpointing after every epoch."""
+    by_start: dict[int, list[Job]] = defaultdict(list)
+    for job in jobs:
+        by_start[job.start_epoch].append(job)
+    for start, group in sorted(by_start.items()):
+        if start > 0:
+            log.info("%s: %d candidates resume after epoch %d", desc, len(group), start)
+        with ChunkTrainer(teacher, group, cfg, len(stream), autocast) as trainer:
+            if start == 0:
+                trainer.init_from_batch(next(iter(stream.epoch(0))))
+            for epoch in range(start, cfg.epochs):
+                for job in group:
+                    job.loss_sum, job.batches = 0.0, 0
+                batches = progress(stream.epoch(epoch), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+                                   total=len(stream), unit="batch")
+                for b, x in enumerate(batches):
+                    trainer.step(x, epoch * len(stream) + b)
+                for job in group:
+                    if not job.failed:
+                        save_progress(progress_path(weights_dir, job.spec), job.module, job.optimizer,
+                                      Progress(epoch + 1, job.loss_sum, job.batches, key))
+                log_slot_losses(epoch, [(job.slot.name, job.epoch_loss) for job in group])
+
+
+def _finish(jobs: Sequence[Job], weights_dir: Path, key: str) -> None:
+    """Write each job's weights and record, then drop its epoch checkpoint."""
+    for job in jobs:
+        record = CandidateRecord(
+            job.slot.name, job.spec.key, job.spec.uid, "failed" if job.failed else "ok",
+            job.epoch_loss, error=job.failed,
+        )
+        if not job.failed:
+            save_tensors(weights_path(weights_dir, job.spec), job.module.state_dict())
+        write_json(record_path(weights_dir, job.spec), {**asdict(record), "trained_with": key})
+        progress_path(weights_dir, job.spec).unlink(missing_ok=True)
+
+
+def _train(
+    teacher: nn.Module,
+    blocks: Mapping[str, nn.Module],
+    todo: list[tuple[Slot, CandidateSpec]],
+    stream: EpochStream,
+    cfg: DistillConfig,
+    weights_dir: Path,
+    seed: int,
+    device: torch.device,
+) -> None:
+    """Train this rank's candidates chunk by chunk."""
+    key = _training_key(cfg, seed)
+    batch_size = stream.loader.batch_size or 1
+    budget = int(cfg.memory_budget_mb * 2**20) if cfg.memory_budget_mb is not None else default_budget(device)
+    footprints = None
+    if budget is not None:
+        footprints = [footprint(_built(spec, blocks[slot.name], seed), slot.in_shape, batch_size) for slot, spec in todo]
+    slot_bytes = {slot.name: captured_bytes(slot.in_shape, slot.out_shape, batch_size) for slot, _ in todo}
+    chunks = pack_chunks(todo, footprints, [slot.name for slot, _ in todo], slot_bytes, cfg.chunk_size, budget)
+    log.info("distilling %d candidates in %d chunks", len(todo), len(chunks))
+    autocast = _autocast(device, cfg)
+    for c, chunk in enumerate(progress(chunks, desc="distill", unit="chunk")):
+        jobs = [_new_job(slot, spec, blocks[slot.name], cfg, seed, weights_dir, device, key) for slot, spec in chunk]
+        _train_chunk(teacher, jobs, stream, cfg, weights_dir, key, f"chunk {c + 1}/{len(chunks)}", autocast)
+        recalibrate_norms(teacher, jobs, stream, cfg.epochs, cfg.bn_recalibration_batches)
+        _finish(jobs, weights_dir, key)
+
+
+def _apply(record: CandidateRecord, scores: Scores, cfg: DistillConfig) -> None:
+    """Store a candidate's validation scores; a non-finite one fails it."""
+    record.feature_loss, record.swap_kl, record.swap_accuracy = scores.feature_loss, scores.swap_kl, scores.swap_accuracy
+    for name, value in (("validation loss", scores.feature_loss), ("swap-in KL divergence", scores.swap_kl)):
+        if value is not None and not math.isfinite(value):
+            record.status, record.error = "failed", f"{name} is {value}"
+    if record.status == "failed":
+        record.feature_loss = record.feature_loss if math.isfinite(record.feature_loss) else None
+        record.swap_kl = record.swap_kl if record.swap_kl is not None and math.isfinite(record.swap_kl) else None
+        return
+    if cfg.score == "swap_kl" and record.swap_kl is None:
+        raise DistillError(
+            f"slot {record.slot} gets no swap-in score because its teacher cannot be re-run with the slot "
+            "swapped; set distill.score to nmse"
+        )
+    record.score = record.feature_loss if cfg.score == "nmse" else record.swap_kl
+
+
+def _score(
+    teacher: nn.Module,
+    slots: Sequence[Slot],
+    jobs: list[tuple[Slot, CandidateSpec]],
+    blocks: Mapping[str, nn.Module],
     loader: DataLoader,
     cfg: DistillConfig,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None,
-    desc: str,
-) -> None:
-    loss_fn = feature_loss(cfg.loss)
-    slots = list({j.slot.name: j.slot for j in jobs}.values())
-    total_steps = cfg.epochs * len(loader)
-    base_lrs = [cfg.lr] * len(jobs)
-    for job in jobs:
-        job.module.train()
-        job.optimizer = torch.optim.Adam(job.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
-    with SlotCapture(teacher, slots) as capture:
-        _init_from_first_batch(capture, jobs, loader)
-        for epoch in progress(range(cfg.epochs), desc=desc, unit="epoch"):
-            for job in jobs:
-                job.loss_sum, job.batches = 0.0, 0
-            for x, _ in loader:
-                if augment is not None:
-                    x = augment(x)
-                io = capture.run(x)
-                factor = _cosine(step, total_steps)
-                for job, lr in zip(jobs, base_lrs):
-                    if job.failed:
-                        continue
-                    x_in, target = io[job.slot.name]
-                    loss = loss_fn(job.module(x_in), target)
-                    if not torch.isfinite(loss):
-                        job.failed = f"loss became {loss.item()} in epoch {epoch}"
-                        log.warning("candidate %s of slot %s failed: %s", job.spec.key, job.slot.name, job.failed)
-                        continue
-                    for group in job.optimizer.param_groups:
-                        group["lr"] = lr * factor
-                    job.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    job.optimizer.step()
-                    job.loss_sum += loss.item()
-                    job.batches += 1
-                step += 1
-
-
-@torch.no_grad()
-def _recalibrate_norms(teacher: nn.Module, jobs: list[_Job], loader: DataLoader, max_batches: int) -> None:
-    """Re-estimate BatchNorm running statistics as exact averages over training batches.
-
-    Momentum-averaged statistics lag the weights of a short schedule; evaluation then sees
-    statistics of earlier weights. A no-gradient pass with cumulative averaging fixes that.
-    """
-    norms = [m for j in jobs if not j.failed for m in j.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    for job in jobs:
-        job.module.train()
-    slots = list({j.slot.name: j.slot for j in jobs}.values())
-    with SlotCapture(teacher, slots) as capture:
-        for i, (x, _) in enumerate(loader):
-            if i >= max_batches:
-                break
-            io = capture.run(x)
-            for job in jobs:
-                if not job.failed:
-                    job.module(io[job.slot.name][0])
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-
-
-@torch.no_grad()
-def _score(
-    teacher: nn.Module, jobs: list[_Job], loader: DataLoader, cfg: DistillConfig
-) -> dict[str, float]:
-    """Validation loss of each job, as total squared error over total target energy (nmse) or mean."""
-    err = {j.spec.uid: 0.0 for j in jobs}
-    energy = {j.spec.uid: 0.0 for j in jobs}
-    count = {j.spec.uid: 0 for j in jobs}
-    for job in jobs:
-        job.module.eval()
-    slots = list({j.slot.name: j.slot for j in jobs}.values())
-    with SlotCapture(teacher, slots) as capture:
-        for x, _ in loader:
-            io = capture.run(x)
-            for job in jobs:
-                x_in, target = io[job.slot.name]
-                err[job.spec.uid] += (job.module(x_in) - target).pow(2).sum().item()
-                energy[job.spec.uid] += target.pow(2).sum().item()
-                count[job.spec.uid] += target.numel()
-    if cfg.loss == "nmse":
-        return {uid: err[uid] / max(energy[uid], 1e-12) for uid in err}
-    return {uid: err[uid] / max(count[uid], 1) for uid in err}
+    weights_dir: Path,
+    device: torch.device,
+) -> dict[str, Scores]:
+    """Scores of this rank's share of ``jobs`` (uid → scores)."""
+    if not jobs:
+        return {}
+    x, _ = next(iter(loader))
+    x = x.to(device)
+    swap = SwapIn(teacher, slots, x)
+    with SlotCapture(teacher, slots, extra=swap.points) as capture:
+        swap.calibrate(capture, x)
+    scores: dict[str, Scores] = {}
+    for start in progress(range(0, len(jobs), cfg.chunk_size), desc="score", unit="chunk"):
+        chunk = [
+            Job(slot, spec, build_trained_candidate(spec, blocks[slot.name], weights_dir).to(device))
+            for slot, spec in jobs[start : start + cfg.chunk_size]
+        ]
+        scores.update(score_jobs(teacher, chunk, loader, cfg.loss, swap, device))
+    return scores
 
 
 def distill_zoo(
@@ -197,72 +264,61 @@ def distill_zoo(
     cfg: DistillConfig,
     weights_dir: Path,
     seed: int = 0,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    augment: Augment | None = None,
 ) -> dict[str, dict[str, CandidateRecord]]:
     """Distill every trainable candidate of ``zoo``, score all of them on ``val_loader``.
 
     Returns slot name → candidate key → record. Weights land in ``weights_dir`` as
-    ``<uid>.safetensors``; candidates already finished there are not trained again.
+    ``<uid>.safetensors``; candidates finished there under the same settings are not trained
+    again, and unfinished ones continue from their last epoch checkpoint. Training batches come
+    from ``train_loader``'s dataset in an order set by ``seed`` and the epoch; ``augment`` may draw
+    from torch's global RNG, which is seeded per batch. Under torch.distributed, each rank trains
+    and scores its share and every rank returns all records.
     """
+    _check(cfg)
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
     teacher.eval()
     blocks = {s.name: teacher.get_submodule(s.path) for s in slots}
+    on_device = teacher if next(teacher.parameters()).device == device else copy.deepcopy(teacher).to(device).eval()
+    key = _training_key(cfg, seed)
+
+    todo = [
+        (slot, spec)
+        for slot in slots
+        for spec in zoo[slot.name]
+        if spec.family != "keep" and get_family(spec.family).trainable and not _finished(weights_dir, spec, key)
+    ]
+    barrier()
+    mine = shard(todo, key=lambda item: item[1].uid)
+    if mine:
+        stream = EpochStream(train_loader, seed, augment, device)
+        _train(on_device, blocks, mine, stream, cfg, weights_dir, seed, device)
+    barrier()
+
     records: dict[str, dict[str, CandidateRecord]] = {s.name: {} for s in slots}
-    todo: list[tuple[Slot, CandidateSpec]] = []
+    to_score: list[tuple[Slot, CandidateSpec]] = []
     for slot in slots:
         for spec in zoo[slot.name]:
-            family = get_family(spec.family)
             if spec.family == "keep":
                 records[slot.name][spec.key] = CandidateRecord(slot.name, spec.key, spec.uid, "exact", 0.0, 0.0)
-            elif family.trainable and not _record_path(weights_dir, spec).is_file():
-                todo.append((slot, spec))
-    n_chunks = math.ceil(len(todo) / max(1, cfg.chunk_size))
-    for c in range(n_chunks):
-        chunk = todo[c * cfg.chunk_size : (c + 1) * cfg.chunk_size]
-        jobs = []
-        for slot, spec in chunk:
-            torch.manual_seed(candidate_seed(seed, spec.uid))
-            jobs.append(_Job(slot, spec, build_candidate(spec, blocks[slot.name]).requires_grad_(True)))
-        _train_chunk(teacher, jobs, train_loader, cfg, augment, desc=f"distill {c + 1}/{n_chunks}")
-        _recalibrate_norms(teacher, jobs, train_loader, cfg.bn_recalibration_batches)
-        for job in jobs:
-            record = CandidateRecord(
-                job.slot.name,
-                job.spec.key,
-                job.spec.uid,
-                "failed" if job.failed else "ok",
-                None if job.failed else job.loss_sum / max(1, job.batches),
-                error=job.failed,
-            )
-            if not job.failed:
-                save_tensors(weights_path(weights_dir, job.spec), job.module.state_dict())
-            write_json(_record_path(weights_dir, job.spec), asdict(record))
-    # score every non-keep candidate (trained ones from their checkpoints, parameter-free ones as built)
-    score_jobs: list[_Job] = []
-    for slot in slots:
-        for spec in zoo[slot.name]:
-            if spec.family == "keep":
                 continue
-            family = get_family(spec.family)
-            if family.trainable:
-                record = CandidateRecord(**read_json(_record_path(weights_dir, spec)))
-                records[slot.name][spec.key] = record
-                if record.status == "failed":
-                    continue
-                module = build_trained_candidate(spec, blocks[slot.name], weights_dir)
+            if get_family(spec.family).trainable:
+                record = CandidateRecord.from_dict(read_json(record_path(weights_dir, spec)))
             else:
-                records[slot.name][spec.key] = CandidateRecord(slot.name, spec.key, spec.uid, "ok")
-                module = build_candidate(spec, blocks[slot.name])
-            score_jobs.append(_Job(slot, spec, module))
-    for start in progress(range(0, len(score_jobs), cfg.chunk_size), desc="score", unit="chunk"):
-        chunk = score_jobs[start : start + cfg.chunk_size]
-        scores = _score(teacher, chunk, val_loader, cfg)
-        for job in chunk:
-            score = scores[job.spec.uid]
-            rec = records[job.slot.name][job.spec.key]
-            if math.isfinite(score):
-                rec.score = score
-            else:
-                rec.status, rec.error = "failed", f"validation loss is {score}"
+                record = CandidateRecord(slot.name, spec.key, spec.uid, "ok")
+            records[slot.name][spec.key] = record
+            if record.status != "failed":
+                to_score.append((slot, spec))
+    local = _score(on_device, slots, shard(to_score, key=lambda item: item[1].uid), blocks,
+                   val_loader, cfg, weights_dir, device)
+    scores = dict(gather_all(sorted(local.items())))
+    accuracy = teacher_accuracy(on_device, val_loader, device)
+    for slot in slots:
+        for record in records[slot.name].values():
+            if record.status == "exact":
+                record.feature_loss, record.swap_kl, record.swap_accuracy = 0.0, 0.0, accuracy
+            elif record.uid in scores:
+                _apply(record, scores[record.uid], cfg)
     return records

@@ -80,7 +80,7 @@ STAGES: dict[str, Stage] = {
     ]
 }
 STAGE_ORDER = list(STAGES)
-DISTRIBUTED_STAGES = ("teacher", "finetune")
+DISTRIBUTED_STAGES = ("teacher", "distill", "finetune")
 """Stages that every torchrun process runs together (DDP); rank 0 alone runs the others."""
 
 

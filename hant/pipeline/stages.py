@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from ..data import random_shift
 from ..distill.layerwise import build_trained_candidate, distill_zoo
 from ..distill.trainer import evaluate, train_classifier
 from ..distributed import is_main
@@ -19,6 +20,7 @@ from ..io import hash_obj, read_json, save_tensors, write_json
 from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile
 from ..models import create_model, load_weights
 from ..ops_zoo import CandidateSpec, build_candidate, build_zoo, zoo_to_json
+from ..progress import ProgressCounter
 from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
@@ -87,9 +89,18 @@ def stage_profile(ctx: Context) -> dict:
         block = get_submodule(teacher, slot.path)
         for spec in ctx.zoo[slot.name]:
             entries.append((spec.uid, lambda spec=spec, block=block: build_candidate(spec, block), slot.in_shape))
-    stats, hits = profile(
-        entries, target, LatencyCache(), rel_precision=cfg.rel_precision, time_budget_s=cfg.time_budget_s
-    )
+    bar = ProgressCounter("profile", unit="candidate")
+    try:
+        stats, hits = profile(
+            entries,
+            target,
+            LatencyCache(),
+            rel_precision=cfg.rel_precision,
+            time_budget_s=cfg.time_budget_s,
+            on_progress=bar,
+        )
+    finally:
+        bar.close()
     teacher_ms = stats[entries[0][0]].median_ms
     keep_sum = sum(stats[ctx.zoo[s.name][0].uid].median_ms for s in ctx.slots)
     fixed_ms = max(0.0, teacher_ms - keep_sum)
@@ -104,7 +115,12 @@ def stage_profile(ctx: Context) -> dict:
 
 
 def stage_distill(ctx: Context) -> dict:
-    """Phase 1: distill every candidate from the teacher's slot inputs and outputs; score them."""
+    """Phase 1: distill every candidate from the teacher's slot inputs and outputs; score them.
+
+    Under torchrun every rank trains its share of the candidates and rank 0 writes scores.json.
+    Random shifts draw from torch's global RNG, which phase 1 seeds per batch, so a resumed or
+    sharded run sees the same augmented batches.
+    """
     records = distill_zoo(
         ctx.teacher,
         ctx.slots,
@@ -114,9 +130,10 @@ def stage_distill(ctx: Context) -> dict:
         ctx.recipe.distill,
         ctx.run.candidate_weights,
         seed=ctx.recipe.seed,
-        augment=ctx.augment(),
+        augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
     )
-    write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
+    if is_main():
+        write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
     failed = [f"{r.slot}:{r.key}" for recs in records.values() for r in recs.values() if r.status == "failed"]
     return {"candidates": sum(len(v) for v in records.values()), "failed": failed}
 
