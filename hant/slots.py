@@ -34,6 +34,8 @@ class Slot:
     block_hash: str
     out_nonnegative: bool = False
     """True when the teacher block's output is never negative (it ends in a ReLU-like activation)."""
+    macs: int | None = None
+    """Per-sample multiply-accumulates of the block's convolutions and linear layers (None: unknown)."""
 
     @property
     def stride(self) -> int:
@@ -54,6 +56,7 @@ class Slot:
             out_shape=tuple(d["out_shape"]),
             block_hash=d["block_hash"],
             out_nonnegative=bool(d.get("out_nonnegative", False)),
+            macs=None if d.get("macs") is None else int(d["macs"]),
         )
 
 
@@ -75,24 +78,54 @@ def registered_block_types() -> dict[type, str]:
     return dict(_BLOCK_TYPES)
 
 
+# timm block classes recognised without any per-model code: (module, class names, kind).
+# Classes missing from the installed timm are skipped.
+_TIMM_BLOCKS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("timm.models.resnet", ("BasicBlock", "Bottleneck"), "conv_block"),
+    (
+        "timm.models._efficientnet_blocks",
+        ("ConvBnAct", "DepthwiseSeparableConv", "InvertedResidual", "EdgeResidual", "UniversalInvertedResidual"),
+        "conv_block",
+    ),
+    ("timm.models.regnet", ("Bottleneck", "PreBottleneck"), "conv_block"),
+    ("timm.models.convnext", ("ConvNeXtBlock",), "conv_block"),
+    ("timm.models.vision_transformer", ("Block", "ResPostBlock", "ParallelScalingBlock"), "transformer_block"),
+)
+
+
 def _register_timm_blocks() -> None:
     global _timm_blocks_registered
     if _timm_blocks_registered:
         return
     _timm_blocks_registered = True
-    from timm.models import resnet
-    from timm.models._efficientnet_blocks import (
-        DepthwiseSeparableConv,
-        EdgeResidual,
-        InvertedResidual,
-    )
+    import importlib
 
-    for cls in (resnet.BasicBlock, resnet.Bottleneck, DepthwiseSeparableConv, InvertedResidual, EdgeResidual):
-        _BLOCK_TYPES.setdefault(cls, "conv_block")
+    for module_name, class_names, kind in _TIMM_BLOCKS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in class_names:
+            cls = getattr(module, name, None)
+            if isinstance(cls, type):
+                _BLOCK_TYPES.setdefault(cls, kind)
 
 
 def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def layer_macs(layer: nn.Module, output: torch.Tensor) -> int:
+    """Per-sample multiply-accumulates of one convolution or linear layer, from its output."""
+    per_sample = output[0].numel() if output.dim() > 0 else 1
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        fan_in = layer.in_channels // layer.groups
+        for k in layer.kernel_size:
+            fan_in *= k
+        return per_sample * fan_in
+    if isinstance(layer, nn.Linear):
+        return per_sample * layer.in_features
+    return 0
 
 
 def structure_hash(module: nn.Module) -> str:
@@ -158,7 +191,15 @@ def discover_slots(
             "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe or `--slots 'blocks.*'`"
         )
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {}
+    macs: dict[str, int] = {}
     handles = []
+
+    def count_hook(path: str):
+        def hook(layer: nn.Module, args: tuple, output) -> None:
+            if isinstance(output, torch.Tensor):
+                macs[path] = macs.get(path, 0) + layer_macs(layer, output)
+
+        return hook
 
     def make_hook(path: str):
         def hook(module: nn.Module, args: tuple, output) -> None:
@@ -171,7 +212,11 @@ def discover_slots(
         return hook
 
     for path, _ in chosen:
-        handles.append(model.get_submodule(path).register_forward_hook(make_hook(path)))
+        block = model.get_submodule(path)
+        handles.append(block.register_forward_hook(make_hook(path)))
+        for layer in block.modules():
+            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
+                handles.append(layer.register_forward_hook(count_hook(path)))
     was_training = model.training
     model.eval()
     try:
@@ -196,6 +241,7 @@ def discover_slots(
                 out_shape=out_shape,
                 block_hash=structure_hash(module),
                 out_nonnegative=nonneg,
+                macs=macs.get(path, 0),
             )
         )
     return slots

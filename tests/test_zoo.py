@@ -130,7 +130,9 @@ def test_naming_keep_in_the_families_adds_no_second_keep(tiny_resnet):
 
 
 def test_default_candidate_counts(tiny_resnet):
-    _, zoo = _zoo(tiny_resnet, ALL_DEFAULTS)
+    capped_families = ("conv_bn_act", "dwsep", "mbconv")
+    uncapped = {name: ({"max_cost": None} if name in capped_families else {}) for name in ALL_DEFAULTS}
+    _, zoo = _zoo(tiny_resnet, uncapped)
     # inner widths 8/16/32/64 at the 7 default fractions, rounded to multiples of 8: only
     # distinct channel counts below the teacher's remain (8 -> none; 16 -> 8; 32 -> 8, 16, 24; ...)
     expected_pruned = {"layer1.0": 0, "layer2.0": 1, "layer3.0": 3, "layer4.0": 7}
@@ -141,6 +143,12 @@ def test_default_candidate_counts(tiny_resnet):
         # no slot of tiny_resnet keeps its shape, so identity never fits
         expected = {"keep": 1, "pruned": expected_pruned[name], "conv_bn_act": 3, "dwsep": 3, "mbconv": 3 * 5 * 2 * 3}
         assert per_family == {k: v for k, v in expected.items() if v}
+    # the default cost cap drops only what is estimated above 8x the slot's reference MACs: in
+    # layer1.0 (64 -> 8 channels at 8x8) the MBConvs with expansion 6 and a 7x7 kernel
+    _, capped = _zoo(tiny_resnet, ALL_DEFAULTS)
+    dropped = {s.key for s in zoo["layer1.0"]} - {s.key for s in capped["layer1.0"]}
+    assert dropped == {f"mbconv[act={a},e=6,k=7,se={se}]" for a in ("relu", "silu", "hardswish") for se in (0, 1)}
+    assert all([s.key for s in capped[n]] == [s.key for s in zoo[n]] for n in ("layer2.0", "layer3.0", "layer4.0"))
 
 
 def test_identity_only_where_shapes_are_equal(resnet_with_identity):
@@ -443,7 +451,7 @@ def test_unknown_family_option_is_named(tiny_resnet):
 def test_bad_option_value_is_a_zoo_error(tiny_resnet):
     slots = discover_slots(tiny_resnet, _x(1, 1, 32, 32))
     with pytest.raises(ZooError, match="pruned"):
-        build_zoo(tiny_resnet, slots, {"pruned": {"importance": "taylor"}})
+        build_zoo(tiny_resnet, slots, {"pruned": {"importance": "l7"}})
 
 
 def test_builtin_families_are_listed():

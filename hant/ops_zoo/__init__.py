@@ -1,14 +1,19 @@
 """The operation zoo: candidate families, their registry, and per-slot candidate lists."""
+from .check import CheckFailure, CheckReport, check_zoo
 from .registry import CandidateFamily, build_candidate, get_family, list_families, load_plugins, register_family
 from .spec import CandidateSpec, SlotSignature
-from .zoo import build_zoo, slot_candidates, zoo_from_json, zoo_to_json
+from .zoo import build_zoo, default_families, slot_candidates, zoo_from_json, zoo_to_json
 
 __all__ = [
     "CandidateFamily",
     "CandidateSpec",
+    "CheckFailure",
+    "CheckReport",
     "SlotSignature",
     "build_candidate",
     "build_zoo",
+    "check_zoo",
+    "default_families",
     "get_family",
     "list_families",
     "load_plugins",

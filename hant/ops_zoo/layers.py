@@ -7,6 +7,11 @@ from torch import nn
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "hardswish": nn.Hardswish}
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (at least one divisor)."""
+    return max(divisor, int(round(value / divisor)) * divisor)
+
+
 def make_act(name: str | None) -> nn.Module:
     """An activation by name; ``None`` gives identity."""
     if name is None:

@@ -1,75 +1,77 @@
-"""Channel pruning of a block's inner width: per-layer primitives and per-block-type plans.
+"""Channel pruning of a block's inner width: per-block-type plans of coupled layers.
 
-A plan names, for one block class, the inner channel group that can shrink without changing
+A plan names, for one block class, an inner channel group that can shrink without changing
 the block's input or output: which layers lose output channels, which lose input channels,
-and which (depthwise) lose both. Primitives cut one layer; importance criteria rank channels.
+and which (depthwise, grouped, norms) lose both. Cut primitives live in ``prune_ops``,
+importance criteria in ``importance``, the plans of timm's blocks in ``timm_plans``.
 """
+
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import ZooError
+from .importance import IMPORTANCES, WEIGHT_IMPORTANCE, l1_importance, weight_importance
+from .prune_ops import (
+    in_width,
+    prune_depthwise,
+    prune_grouped,
+    prune_in,
+    prune_norm,
+    prune_out,
+)
 
+__all__ = [
+    "IMPORTANCE",
+    "IMPORTANCES",
+    "PrunePlan",
+    "apply_keeps",
+    "block_width",
+    "keep_counts",
+    "l1_importance",
+    "prune_block",
+    "prune_plans",
+    "pruned_width",
+    "register_prune_plan",
+    "select_keep",
+    "weight_keeps",
+]
 
-def _cut(param: torch.Tensor, dim: int, keep: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(param.detach().index_select(dim, keep).clone(), requires_grad=param.requires_grad)
-
-
-def prune_conv_out(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    """Keep only output channels ``keep`` of a (non-grouped) convolution."""
-    conv.weight = _cut(conv.weight, 0, keep)
-    if conv.bias is not None:
-        conv.bias = _cut(conv.bias, 0, keep)
-    conv.out_channels = len(keep)
-
-
-def prune_conv_in(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    """Keep only input channels ``keep`` of a (non-grouped) convolution."""
-    conv.weight = _cut(conv.weight, 1, keep)
-    conv.in_channels = len(keep)
-
-
-def prune_depthwise(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    """Keep only channels ``keep`` of a depthwise convolution (groups == channels)."""
-    conv.weight = _cut(conv.weight, 0, keep)
-    if conv.bias is not None:
-        conv.bias = _cut(conv.bias, 0, keep)
-    conv.in_channels = conv.out_channels = conv.groups = len(keep)
-
-
-def prune_norm(norm: nn.Module, keep: torch.Tensor) -> None:
-    """Keep only channels ``keep`` of a BatchNorm-like layer (affine and running statistics)."""
-    for name in ("weight", "bias"):
-        p = getattr(norm, name, None)
-        if isinstance(p, nn.Parameter):
-            setattr(norm, name, _cut(p, 0, keep))
-    for name in ("running_mean", "running_var"):
-        b = getattr(norm, name, None)
-        if isinstance(b, torch.Tensor):
-            setattr(norm, name, b.index_select(0, keep).clone())
-    norm.num_features = len(keep)
+IMPORTANCE = WEIGHT_IMPORTANCE  # kept for callers of the earlier name
 
 
 @dataclass
 class PrunePlan:
-    """Paths, inside one block, of the layers coupled through its inner channel group."""
+    """Paths, inside one block, of the layers coupled through one inner channel group."""
 
     out_convs: list[str]
+    """Layers whose output channels are the group; weight criteria score their filters."""
     norms: list[str]
     in_convs: list[str]
+    """Layers whose input channels are the group; the first one's input is the group's activation."""
     depthwise: list[str] = field(default_factory=list)
     se: str | None = None
     """Squeeze-excitation module whose conv_reduce input and conv_expand output follow the group."""
+    grouped: list[str] = field(default_factory=list)
+    """Grouped convolutions over the group (in == out channels): whole groups are dropped."""
+    extra_out: list[str] = field(default_factory=list)
+    """Layers whose outputs follow the group but are not scored (e.g. a gate's expansion)."""
+    unit: int = 1
+    """Channels that are kept or dropped together (a conv group, an attention head)."""
+    attention: str | None = None
+    """Attention module whose ``num_heads`` / ``attn_dim`` follow the group (``unit`` = head size)."""
+    role: str = "channels"
+    """What the group is: ``channels`` (inner width), ``mlp`` (hidden units) or ``heads``."""
 
 
 def block_width(block: nn.Module, plan: PrunePlan) -> int:
     """Channels of the group that ``plan`` prunes."""
-    return block.get_submodule(plan.out_convs[0]).out_channels
+    return in_width(block.get_submodule(plan.in_convs[0]))
 
 
 _PLANS: dict[type, Callable[[nn.Module], list[PrunePlan]]] = {}
@@ -86,17 +88,14 @@ def register_prune_plan(cls: type) -> Callable:
     return decorator
 
 
-def prune_plans(block: nn.Module) -> list[PrunePlan]:
-    """The prunable inner channel groups of ``block`` (empty when its type has no plan)."""
+def prune_plans(block: nn.Module, roles: Sequence[str] | None = None) -> list[PrunePlan]:
+    """The prunable inner channel groups of ``block`` (empty when its type has no plan),
+    optionally only those whose ``role`` is in ``roles``."""
     _register_timm_plans()
     for cls, fn in _PLANS.items():
         if type(block) is cls:
-            return [p for p in fn(block) if p is not None]
+            return [p for p in fn(block) if p is not None and (roles is None or p.role in roles)]
     return []
-
-
-def _is_conv(m: nn.Module | None) -> bool:
-    return isinstance(m, nn.Conv2d)
 
 
 def _register_timm_plans() -> None:
@@ -104,51 +103,9 @@ def _register_timm_plans() -> None:
     if _timm_plans_registered:
         return
     _timm_plans_registered = True
-    from timm.models import resnet
-    from timm.models._efficientnet_blocks import EdgeResidual, InvertedResidual
+    from .timm_plans import register_timm_plans
 
-    @register_prune_plan(resnet.BasicBlock)
-    def _basic(block: nn.Module) -> list[PrunePlan]:
-        return [PrunePlan(out_convs=["conv1"], norms=["bn1"], in_convs=["conv2"])]
-
-    @register_prune_plan(resnet.Bottleneck)
-    def _bottleneck(block: nn.Module) -> list[PrunePlan]:
-        if block.conv2.groups != 1:
-            return []  # grouped (ResNeXt) widths must shrink by whole groups: not planned yet
-        return [
-            PrunePlan(out_convs=["conv1"], norms=["bn1"], in_convs=["conv2"]),
-            PrunePlan(out_convs=["conv2"], norms=["bn2"], in_convs=["conv3"]),
-        ]
-
-    def _se_path(block: nn.Module) -> str | None:
-        se = getattr(block, "se", None)
-        return "se" if se is not None and _is_conv(getattr(se, "conv_reduce", None)) else None
-
-    @register_prune_plan(InvertedResidual)
-    def _inverted(block: nn.Module) -> list[PrunePlan]:
-        if block.conv_dw.groups != block.conv_dw.in_channels:
-            return []
-        return [
-            PrunePlan(
-                out_convs=["conv_pw"], norms=["bn1", "bn2"], in_convs=["conv_pwl"], depthwise=["conv_dw"], se=_se_path(block)
-            )
-        ]
-
-    @register_prune_plan(EdgeResidual)
-    def _edge(block: nn.Module) -> list[PrunePlan]:
-        return [PrunePlan(out_convs=["conv_exp"], norms=["bn1"], in_convs=["conv_pwl"], se=_se_path(block))]
-
-
-def l1_importance(block: nn.Module, plan: PrunePlan) -> torch.Tensor:
-    """Per-channel importance: L1 norm of the filters that produce the channel."""
-    scores = torch.zeros(block_width(block, plan))
-    for path in plan.out_convs:
-        w = block.get_submodule(path).weight.detach()
-        scores += w.abs().flatten(1).sum(1)
-    return scores
-
-
-IMPORTANCE: dict[str, Callable[[nn.Module, PrunePlan], torch.Tensor]] = {"l1": l1_importance}
+    register_timm_plans(register_prune_plan)
 
 
 def pruned_width(channels: int, width: float, divisor: int) -> int:
@@ -157,30 +114,77 @@ def pruned_width(channels: int, width: float, divisor: int) -> int:
     return max(min(divisor, channels), min(channels, kept))
 
 
-def prune_block(block: nn.Module, width: float, importance: str = "l1", divisor: int = 8) -> nn.Module:
+def keep_counts(block: nn.Module, plans: Sequence[PrunePlan], width: float, divisor: int) -> list[int]:
+    """Channels each plan keeps at fraction ``width``: whole units, rounded to the divisor."""
+    counts = []
+    for plan in plans:
+        units = block_width(block, plan) // plan.unit
+        step = max(1, divisor // plan.unit)
+        counts.append(pruned_width(units, width, step) * plan.unit)
+    return counts
+
+
+def select_keep(scores: torch.Tensor, n_keep: int, unit: int = 1) -> torch.Tensor:
+    """Sorted indices of the ``n_keep`` best channels, taken as whole units of ``unit`` channels."""
+    if unit > 1:
+        unit_scores = scores.view(-1, unit).sum(1)
+        units = torch.topk(unit_scores, n_keep // unit, sorted=False).indices
+        keep = (units[:, None] * unit + torch.arange(unit, device=scores.device)).flatten()
+    else:
+        keep = torch.topk(scores, n_keep, sorted=False).indices
+    return torch.sort(keep).values
+
+
+def weight_keeps(
+    block: nn.Module, plans: Sequence[PrunePlan], counts: Sequence[int], importance: str
+) -> list[torch.Tensor]:
+    """Each plan's kept channels ranked by a weight criterion (``taylor`` ranks by L1 until data)."""
+    score = weight_importance(importance)
+    return [select_keep(score(block, plan), n, plan.unit) for plan, n in zip(plans, counts)]
+
+
+def apply_keeps(block: nn.Module, plans: Sequence[PrunePlan], keeps: Sequence[torch.Tensor]) -> nn.Module:
+    """Cut ``block`` in place so that each plan keeps only channels ``keeps[i]``; returns it."""
+    widths = [block_width(block, plan) for plan in plans]
+    for plan, keep, width in zip(plans, keeps, widths):
+        for path in (*plan.out_convs, *plan.extra_out):
+            prune_out(block.get_submodule(path), keep, width)
+        for path in plan.norms:
+            prune_norm(block.get_submodule(path), keep)
+        for path in plan.depthwise:
+            prune_depthwise(block.get_submodule(path), keep)
+        for path in plan.grouped:
+            prune_grouped(block.get_submodule(path), keep)
+        for path in plan.in_convs:
+            prune_in(block.get_submodule(path), keep)
+        if plan.se is not None:
+            se = block.get_submodule(plan.se)
+            prune_in(se.conv_reduce, keep)
+            prune_out(se.conv_expand, keep)
+        if plan.attention is not None:
+            attn = block.get_submodule(plan.attention)
+            attn.num_heads = len(keep) // plan.unit
+            if hasattr(attn, "attn_dim"):
+                attn.attn_dim = len(keep)
+    return block
+
+
+def prune_block(
+    block: nn.Module,
+    width: float,
+    importance: str = "l1",
+    divisor: int = 8,
+    roles: Sequence[str] = ("channels",),
+) -> nn.Module:
     """A copy of ``block`` whose inner channel groups keep fraction ``width`` of their channels,
-    the most important ones, with the teacher's weights for them."""
-    plans = prune_plans(block)
+    the most important ones, with the teacher's weights for them.
+
+    ``taylor`` needs data: here it ranks by L1, and ``TaylorSelected`` re-ranks on a batch.
+    """
+    plans = prune_plans(block, roles)
     if not plans:
         raise ZooError(f"no channel-pruning plan is registered for {type(block).__name__}")
-    if importance not in IMPORTANCE:
-        raise ZooError(f"unknown channel importance {importance!r}; choose one of {sorted(IMPORTANCE)}")
-    pruned = copy.deepcopy(block)
-    for plan in plans:
-        channels = block_width(pruned, plan)
-        n_keep = pruned_width(channels, width, divisor)
-        scores = IMPORTANCE[importance](pruned, plan)
-        keep = torch.sort(torch.topk(scores, n_keep, sorted=False).indices).values
-        for path in plan.out_convs:
-            prune_conv_out(pruned.get_submodule(path), keep)
-        for path in plan.norms:
-            prune_norm(pruned.get_submodule(path), keep)
-        for path in plan.depthwise:
-            prune_depthwise(pruned.get_submodule(path), keep)
-        for path in plan.in_convs:
-            prune_conv_in(pruned.get_submodule(path), keep)
-        if plan.se is not None:
-            se = pruned.get_submodule(plan.se)
-            prune_conv_in(se.conv_reduce, keep)
-            prune_conv_out(se.conv_expand, keep)
-    return pruned
+    if importance not in IMPORTANCES:
+        raise ZooError(f"unknown channel importance {importance!r}; choose one of {list(IMPORTANCES)}")
+    keeps = weight_keeps(block, plans, keep_counts(block, plans, width, divisor), importance)
+    return apply_keeps(copy.deepcopy(block), plans, keeps)

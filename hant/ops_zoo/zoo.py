@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import ZooError
 from ..slots import Slot, get_submodule
-from .registry import CandidateFamily, get_family
+from .registry import CandidateFamily, get_family, list_families
 from .spec import CandidateSpec, SlotSignature
 
 
@@ -59,3 +59,8 @@ def zoo_to_json(zoo: Mapping[str, list[CandidateSpec]]) -> dict:
 
 def zoo_from_json(d: Mapping) -> dict[str, list[CandidateSpec]]:
     return {name: [CandidateSpec.from_dict(s) for s in specs] for name, specs in d.items()}
+
+
+def default_families() -> dict[str, dict]:
+    """Every registered family (plugins included) with its default options; ``keep`` is implied."""
+    return {name: {} for name in list_families() if name != "keep"}

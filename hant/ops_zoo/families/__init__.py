@@ -1,2 +1,3 @@
 """The built-in candidate families; importing this package registers them."""
-from . import convs, teacher  # noqa: F401
+
+from . import conv, lowrank, mbconv, pruned, teacher, transformer  # noqa: F401
