@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_recipe
 from torch.utils.data import DataLoader, TensorDataset
 
 from hant.config import TrainConfig, recipe_from_dict
@@ -16,7 +17,6 @@ from hant.distill import trainer
 from hant.distill.trainer import train_classifier
 from hant.io import read_json
 from hant.pipeline import Context, RunDir, run_stages
-from tiny import tiny_recipe
 
 
 def test_finetune_under_torchrun_with_two_gloo_processes(tmp_path):

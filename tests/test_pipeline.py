@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import tiny_recipe
 
 from hant.cli import main
 from hant.config import recipe_from_dict
 from hant.io import read_json
 from hant.pipeline import STAGE_ORDER, Context, RunDir, run_stages
-from tiny import tiny_recipe
 
 HANT = [sys.executable, "-m", "hant.cli"]
 

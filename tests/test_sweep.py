@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import tiny_recipe
 
 from hant.cli import main
 from hant.cli.main import build_parser
 from hant.ops_zoo import list_families
-from tiny import tiny_recipe
 
 SWEEPS = sorted((Path(__file__).parent.parent / "recipes" / "sweeps").glob("*.yaml"))
 

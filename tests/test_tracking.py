@@ -6,12 +6,12 @@ import time
 
 import pytest
 import yaml
+from tiny import tiny_recipe
+from wandb_records import logged_keys
 
 from hant.cli import main
 from hant.errors import ConfigError
 from hant.tracking import resolve_mode
-from tiny import tiny_recipe
-from wandb_records import logged_keys
 
 
 def test_offline_run_holds_the_logged_metrics(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from typing import Callable
 import pulp
 
 from ..errors import SearchError
-from .raw import RawResult
+from .raw import ModelInfeasible, RawResult
 from .scaling import ScaledProblem
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,37 @@ def _cbc_command(**options: object) -> pulp.LpSolver:
         return bundled(**options)
 
 
-def solve_cbc(problem: ScaledProblem, time_limit_s: float) -> RawResult:
-    """Solve the integer model with CBC (single thread, zero relative gap, messages off)."""
+def solve_cbc(
+    problem: ScaledProblem, time_limit_s: float, hint: tuple[int, ...] | None = None, lower_bound: int = 0
+) -> RawResult:
+    """Solve the integer model with CBC (single thread, zero relative gap, messages off).
+
+    ``hint`` is passed as CBC's warm start; ``lower_bound`` is not passed (CBC's own LP bound is at
+    least as strong).
+    """
     prob = pulp.LpProblem("hant_selection", pulp.LpMinimize)
     new_var = _variable_factory(prob)
-    x = [[new_var(f"x_{s}_{c}") for c in range(len(row))] for s, row in enumerate(problem.latency)]
+    x = [[new_var(f"x_{s}_{c}") for c in range(len(row))] for s, row in enumerate(problem.score)]
     prob += pulp.LpAffineExpression(
-        [(v, sc) for scores, row in zip(problem.score, x) for sc, v in zip(scores, row)]
+        [(v, int(sc)) for scores, row in zip(problem.score, x) for sc, v in zip(scores.tolist(), row)]
     ), "score"
     for s, row in enumerate(x):
         prob += pulp.LpAffineExpression([(v, 1) for v in row]) == 1, f"one_{s}"
-    prob += pulp.LpAffineExpression(
-        [(v, lat) for lats, row in zip(problem.latency, x) for lat, v in zip(lats, row)]
-    ) <= problem.budget, "latency"
+    for r, cap in enumerate(problem.caps):
+        prob += pulp.LpAffineExpression(
+            [(v, int(w)) for ws, row in zip(problem.weights, x) for w, v in zip(ws[r].tolist(), row)]
+        ) <= cap, f"row_{r}"
+    if hint is not None:
+        for row, pick in zip(x, hint):
+            for c, v in enumerate(row):
+                v.setInitialValue(1 if c == pick else 0)
 
     with tempfile.TemporaryDirectory(prefix="hant_cbc_") as tmp:
         log_path = Path(tmp) / "cbc.log"
-        cmd = _cbc_command(msg=False, timeLimit=float(time_limit_s), gapRel=0.0, threads=1, logPath=str(log_path))
+        cmd = _cbc_command(
+            msg=False, timeLimit=float(time_limit_s), gapRel=0.0, threads=1, logPath=str(log_path),
+            warmStart=hint is not None,
+        )
         try:
             prob.solve(cmd)
         except pulp.PulpSolverError as exc:
@@ -72,6 +86,8 @@ def solve_cbc(problem: ScaledProblem, time_limit_s: float) -> RawResult:
         log_text = log_path.read_text() if log_path.exists() else ""
 
     name = f"{pulp.LpStatus.get(prob.status, prob.status)}/{pulp.LpSolution.get(prob.sol_status, prob.sol_status)}"
+    if prob.status == pulp.LpStatusInfeasible:
+        raise ModelInfeasible(name)
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
         raise SearchError(f"CBC stopped with status {name} and no selection within {time_limit_s:g} s; raise time_limit_s")
     picks = tuple(max(range(len(row)), key=lambda c: row[c].varValue or 0.0) for row in x)

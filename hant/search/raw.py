@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class ModelInfeasible(Exception):
+    """A backend proved that no selection satisfies every row of the integer model (internal; solve() words it)."""
+
+
 @dataclass(frozen=True)
 class RawResult:
     """A backend's answer on the integer model (before mapping back to keys and float costs)."""

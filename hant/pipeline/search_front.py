@@ -1,0 +1,89 @@
+"""The Pareto front of a run directory: the search solved over a series of budgets, written as
+``search_front.json`` and plotted as ``search_front.png``. Needs the profile and distill stages' outputs."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import RunDirError
+from ..io import write_json
+from ..search.sweep import sweep
+from .context import Context
+from .stages import _latency_table, _problem
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS = tuple(round(0.30 + 0.05 * i, 2) for i in range(15))
+"""Budgets as fractions of the teacher's profiled latency: 0.30, 0.35, ..., 1.00."""
+
+
+def front_paths(ctx: Context) -> tuple[Path, Path]:
+    return ctx.run.root / "search_front.json", ctx.run.root / "search_front.png"
+
+
+def sweep_run(
+    ctx: Context,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    *,
+    backend: str | None = None,
+    time_limit_s: float | None = None,
+    max_changed: int | None = None,
+) -> dict:
+    """Solve the run's selection problem at each budget fraction; write and return the front."""
+    for path, stage in ((ctx.run.latency, "profile"), (ctx.run.scores, "distill")):
+        if not path.is_file():
+            raise RunDirError(f"{ctx.run.root} has no {path.name}; run `hant {stage} {ctx.run.root}` first")
+    cfg = ctx.recipe.search
+    table = _latency_table(ctx)
+    teacher_ms = float(table.extra["teacher_ms"])
+    problem = _problem(ctx, table, teacher_ms)
+    if max_changed is not None:
+        problem = dataclasses.replace(problem, max_changed=max_changed)
+    backend = backend or cfg.backend
+    points = sweep(
+        problem,
+        [f * teacher_ms for f in fractions],
+        backend=backend,
+        time_limit_s=time_limit_s or cfg.time_limit_s,
+    )
+    front = {
+        "teacher_ms": teacher_ms,
+        "fixed_ms": problem.fixed_latency_ms,
+        "backend": backend,
+        "max_changed": problem.max_changed,
+        "points": [p.to_dict(teacher_ms) for p in points],
+    }
+    json_path, png_path = front_paths(ctx)
+    write_json(json_path, front)
+    plot_front(front, png_path)
+    log.info("wrote %s and %s", json_path, png_path)
+    return front
+
+
+def plot_front(front: dict, path: Path) -> None:
+    """Total score against predicted latency, one marker per budget, with the teacher's latency marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    solved = [p for p in front["points"] if p["status"] != "infeasible"]
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.step(
+        [p["predicted_latency_ms"] for p in solved], [p["total_score"] for p in solved],
+        where="post", marker="o", color="tab:blue", label="optimal selection per budget",
+    )
+    for p in solved:
+        ax.annotate(f"{p['budget_fraction']:.2f}", (p["predicted_latency_ms"], p["total_score"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7, color="tab:gray")
+    ax.axvline(front["teacher_ms"], color="tab:red", linestyle="--", linewidth=1, label="teacher")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("total score (lower is better)")
+    ax.set_title(f"Pareto front ({front['backend']}; labels: budget / teacher latency)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
