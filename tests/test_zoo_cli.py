@@ -82,7 +82,8 @@ def test_json_lists_slots_with_shapes_kinds_and_counts(capsys):
     assert [s["name"] for s in out["slots"]] == [f"blocks.{i}" for i in range(len(out["slots"]))]
     for s in out["slots"]:
         assert s["kind"] == "transformer_block" and s["in_shape"] == s["out_shape"] == [5, 64]  # cls + 2x2 patches
-        assert s["candidates"] == 1 + 1 + 5 + 1  # keep, identity, MLP ratios 0.5 to 2.5 (below 3), 1 head of 2
+        # keep, identity, 11 MLP ratios 0.25 to 2.75 (below 3) and 1 head of 2, each by l1, lamp and taylor
+        assert s["candidates"] == 1 + 1 + 11 * 3 + 1 * 3
     assert out["candidates"] == sum(s["candidates"] for s in out["slots"])
 
 

@@ -25,7 +25,7 @@ from hant.ops_zoo.svd import factorize
 from hant.slots import discover_slots, get_submodule
 
 CONV_FAMILIES = {"conv_bn_act", "dwsep", "mbconv", "fused_mbconv", "bottleneck", "uib", "pruned"}
-VIT_FAMILIES = {"mlp_ratio", "fewer_heads", "mlp_only"}
+VIT_FAMILIES = {"mlp_ratio", "fewer_heads", "slim_vit", "mlp_only"}
 
 # every family, with options small enough that building every candidate takes milliseconds
 FAST = {
@@ -40,6 +40,7 @@ FAST = {
     "uib": {"starts": [3], "mids": [0, 3], "expansions": [2]},
     "mlp_ratio": {"ratios": [1.0], "importance": ["l1", "taylor"]},
     "fewer_heads": {"importance": ["lamp", "taylor"]},
+    "slim_vit": {"heads": [1], "ratios": [1.0], "importance": ["l1", "taylor"]},
     "mlp_only": {"ratios": [2.0]},
 }
 
@@ -337,6 +338,35 @@ def test_mlp_ratio_keeps_live_hidden_units_and_mlp_only_drops_attention():
     assert not any("attn" in name for name, _ in mlp_only.named_modules())
     with torch.no_grad():
         torch.testing.assert_close(mlp_only(x), target, rtol=1e-5, atol=1e-6)
+
+
+def test_slim_vit_cuts_heads_and_mlp_together_and_taylor_keeps_the_live_ones():
+    slot, block = _vit_block()
+    dim, hd, hidden = block.attn.proj.in_features, block.attn.head_dim, block.mlp.fc1.out_features
+    with torch.no_grad():
+        block.attn.proj.weight[:, :hd] = 0  # head 0 is dead
+        block.mlp.fc2.weight[:, : hidden // 2] = 0  # and so is the lower half of the MLP
+    x = torch.randn(4, *slot.in_shape, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        target = block(x)
+    spec = CandidateSpec("slim_vit", {"heads": 1, "ratio": hidden / 2 / dim, "importance": "taylor"},
+                         SlotSignature.of(slot))
+    module = build_candidate(spec, block)
+    assert module.block.attn.num_heads == 1 and module.block.mlp.fc1.out_features == hidden // 2
+    module.init_from_batch(x, target)
+    with torch.no_grad():
+        torch.testing.assert_close(module.eval()(x), target, rtol=1e-4, atol=1e-5)
+
+
+def test_vit_pruning_families_do_not_offer_the_same_block_twice():
+    slot, block = _vit_block()
+    specs = slot_candidates(slot, block, {name: {"importance": "l1"} for name in ("mlp_ratio", "fewer_heads", "slim_vit")})
+    shapes = [
+        (m.attn.num_heads, m.mlp.fc1.out_features)
+        for m in (build_candidate(s, block) for s in specs)
+    ]
+    assert len(shapes) == len(set(shapes)) > 3
+    assert (block.attn.num_heads, block.mlp.fc1.out_features) == shapes[0]  # only keep is the teacher's size
 
 
 # --- low rank ------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Teacher-derived families for pre-norm ViT blocks (tokens in, tokens out).
 
 ``mlp_ratio`` keeps the block with fewer MLP hidden units, ``fewer_heads`` drops attention heads,
-``mlp_only`` removes the attention branch (and may also shrink the MLP). Kept units and heads are
+``slim_vit`` does both at once, ``mlp_only`` removes the attention branch (and may also shrink the
+MLP). The three pruning families do not overlap, so a zoo of all of them has no duplicate blocks. Kept units and heads are
 the teacher's most important ones (``l1``/``lamp`` from weights, ``taylor`` from slot data), with
 the teacher's weights. They apply to the block classes registered with ``register_vit_block``
 (timm's ``vision_transformer.Block``), whose forward is
@@ -61,8 +62,37 @@ class MlpOnlyBlock(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
+DEFAULT_RATIOS = tuple(0.25 * i for i in range(1, 16))
+"""MLP hidden units as multiples of the embedding width: 0.25, 0.5, ..., 3.75."""
+DEFAULT_IMPORTANCE = ("l1", "lamp", "taylor")
+
+
 def _hidden(block: nn.Module) -> int:
     return block.mlp.fc1.out_features
+
+
+def _smaller_ratios(dim: int, hidden: int, ratios: Iterable[float]) -> list[float]:
+    """The ratios giving distinct hidden-unit counts strictly between 0 and the teacher's."""
+    sizes: dict[int, float] = {}
+    for r in ratios:
+        units = int(round(float(r) * dim))
+        if 0 < units < hidden:
+            sizes.setdefault(units, float(r))
+    return list(sizes.values())
+
+
+def default_head_counts(total: int) -> list[int]:
+    """Head counts offered below the teacher's ``total``: every count up to 6 heads, else about
+    sixths of ``total`` (so that large ViTs do not multiply the zoo by their head count)."""
+    if total <= 6:
+        return list(range(1, total))
+    return sorted({max(1, round(total * k / 6)) for k in range(1, 6)} - {total})
+
+
+def _head_counts(total: int, heads: Iterable[int] | None) -> list[int]:
+    if heads is None:
+        return default_head_counts(total)
+    return sorted({int(h) for h in heads if 0 < int(h) < total})
 
 
 def _build(teacher: nn.Module, role: str, count: int, importance: str, derive) -> nn.Module:
@@ -95,16 +125,11 @@ class MlpRatio(_VitFamily):
         self,
         slot: Slot,
         teacher_block: nn.Module | None = None,
-        ratios: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5),
-        importance: str | tuple[str, ...] = "l1",
+        ratios: tuple[float, ...] = DEFAULT_RATIOS,
+        importance: str | tuple[str, ...] = DEFAULT_IMPORTANCE,
     ) -> list[dict]:
-        dim, hidden = slot.in_shape[-1], _hidden(teacher_block)
-        sizes = {}
-        for r in ratios:
-            units = int(round(float(r) * dim))
-            if 0 < units < hidden:
-                sizes.setdefault(units, float(r))
-        return _with_importance(({"ratio": r} for r in sizes.values()), importance)
+        sizes = _smaller_ratios(slot.in_shape[-1], _hidden(teacher_block), ratios)
+        return _with_importance(({"ratio": r} for r in sizes), importance)
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         units = int(round(spec.params["ratio"] * spec.signature.in_shape[-1]))
@@ -122,16 +147,51 @@ class FewerHeads(_VitFamily):
         slot: Slot,
         teacher_block: nn.Module | None = None,
         heads: tuple[int, ...] | None = None,
-        importance: str | tuple[str, ...] = "l1",
+        importance: str | tuple[str, ...] = DEFAULT_IMPORTANCE,
     ) -> list[dict]:
-        """``heads`` lists head counts to offer; by default every count below the teacher's."""
-        total = teacher_block.attn.num_heads
-        counts = range(1, total) if heads is None else sorted({int(h) for h in heads if 0 < int(h) < total})
+        """``heads`` lists head counts to offer; by default ``default_head_counts``."""
+        counts = _head_counts(teacher_block.attn.num_heads, heads)
         return _with_importance(({"heads": h} for h in counts), importance)
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         count = spec.params["heads"] * teacher_block.attn.head_dim
         return _build(teacher_block, "heads", count, spec.params["importance"], derive_pruned)
+
+
+def _build_slim(teacher: nn.Module, heads: int, units: int, importance: str) -> nn.Module:
+    plans = prune_plans(teacher, ("heads", "mlp"))
+    counts = [heads * teacher.attn.head_dim if p.role == "heads" else units for p in plans]
+    if importance == "taylor":
+        return TaylorSelected(teacher, plans, counts, derive_pruned)
+    return derive_pruned(teacher, plans, weight_keeps(teacher, plans, counts, importance))
+
+
+@register_family("slim_vit")
+class SlimVit(_VitFamily):
+    """The teacher's ViT block with both fewer attention heads and a smaller MLP (each strictly
+    below the teacher's; one alone is ``fewer_heads`` or ``mlp_ratio``)."""
+
+    role = "heads"
+
+    def applies_to(self, teacher_block: nn.Module) -> bool:
+        return super().applies_to(teacher_block) and bool(prune_plans(teacher_block, ("mlp",)))
+
+    def candidates(
+        self,
+        slot: Slot,
+        teacher_block: nn.Module | None = None,
+        heads: tuple[int, ...] | None = None,
+        ratios: tuple[float, ...] = DEFAULT_RATIOS,
+        importance: str | tuple[str, ...] = DEFAULT_IMPORTANCE,
+    ) -> list[dict]:
+        counts = _head_counts(teacher_block.attn.num_heads, heads)
+        sizes = _smaller_ratios(slot.in_shape[-1], _hidden(teacher_block), ratios)
+        return _with_importance(({"heads": h, "ratio": r} for h in counts for r in sizes), importance)
+
+    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
+        p = spec.params
+        units = int(round(p["ratio"] * spec.signature.in_shape[-1]))
+        return _build_slim(teacher_block, p["heads"], units, p["importance"])
 
 
 def derive_mlp_only(teacher: nn.Module, plans: Sequence[PrunePlan], keeps: Sequence[torch.Tensor]) -> nn.Module:
@@ -153,17 +213,12 @@ class MlpOnly(_VitFamily):
         self,
         slot: Slot,
         teacher_block: nn.Module | None = None,
-        ratios: tuple[float, ...] = (1.0, 2.0, 4.0),
-        importance: str | tuple[str, ...] = "l1",
+        ratios: tuple[float, ...] = DEFAULT_RATIOS,
+        importance: str | tuple[str, ...] = DEFAULT_IMPORTANCE,
     ) -> list[dict]:
         dim, hidden = slot.in_shape[-1], _hidden(teacher_block)
-        out, seen = [{"ratio": hidden / dim}], {hidden}
-        for r in ratios:
-            units = int(round(float(r) * dim))
-            if 0 < units < hidden and units not in seen:
-                seen.add(units)
-                out.extend(_with_importance([{"ratio": float(r)}], importance))
-        return out
+        smaller = _smaller_ratios(dim, hidden, ratios)
+        return [{"ratio": hidden / dim}, *_with_importance(({"ratio": r} for r in smaller), importance)]
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         p = spec.params
