@@ -18,7 +18,8 @@ class DataConfig:
     """Where images come from and how they are batched."""
 
     dataset: str = "digits"
-    """``digits`` (scikit-learn's handwritten digits, embedded) or ``imagefolder``."""
+    """``digits`` (scikit-learn's handwritten digits, embedded), ``digits_hard`` (the same, rotated,
+    scaled and noisy) or ``imagefolder``."""
     root: str | None = None
     """ImageFolder root holding ``train/`` and ``val/`` (and optionally ``test/``) class folders."""
     image_size: int = 32

@@ -47,7 +47,7 @@ class Context:
 
     def augment(self):
         """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms)."""
-        if not (self.recipe.data.augment and self.recipe.data.dataset == "digits"):
+        if not (self.recipe.data.augment and self.recipe.data.dataset in ("digits", "digits_hard")):
             return None
         generator = torch.Generator().manual_seed(self.recipe.seed)
         return lambda x: random_shift(x, 2, generator)
