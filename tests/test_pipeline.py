@@ -132,3 +132,33 @@ def test_infeasible_budget_names_the_smallest_latency(finished_run, tmp_path, ca
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert main(["search", str(root), "--recipe", str(tmp_path / "r.yaml")]) == 2
     assert "smallest achievable latency" in capsys.readouterr().err
+
+
+def test_a_vision_transformer_runs_every_stage(tmp_path):
+    """Token-shaped slots go through distillation, search, assembly, fine-tuning and reload."""
+    recipe = tiny_recipe(
+        teacher={
+            "model": "vit_tiny_patch16_224",
+            "kwargs": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 3, "num_heads": 2},
+            "train": {"epochs": 2, "lr": 0.001, "optimizer": "adamw", "weight_decay": 0.05},
+        },
+        zoo={"families": {"identity": {}, "fewer_heads": {"importance": "taylor"}, "slim_vit": {"ratios": [1.0], "importance": "taylor"},
+                          "mlp_only": {"ratios": [1.0], "importance": "l1"}}},
+        finetune={"epochs": 1, "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05},
+        search={"budget": 0.7, "verify_rounds": 2},
+    )
+    _run(recipe, tmp_path)
+    run = RunDir(tmp_path)
+    slots = read_json(run.slots)
+    assert [s["kind"] for s in slots] == ["transformer_block"] * 3
+    assert all(s["in_shape"] == [17, 32] for s in slots)  # class token + 4x4 patches
+    scores = read_json(run.scores)
+    assert any(k.startswith("slim_vit") for k in scores["blocks.0"])
+    report = read_json(run.report_json)
+    assert report["student"]["latency_ms"] > 0 and report["student"]["accuracy"] > 0
+    from hant import load_student
+
+    student = load_student(run.student_dir)
+    import torch
+
+    assert student(torch.randn(2, 1, 16, 16)).shape == (2, 10)
