@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from .. import distributed as dist
 from ..config import TrainConfig
@@ -69,6 +69,8 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.sampler.set_epoch(epoch)
     elif loader.generator is not None:
         loader.generator.manual_seed(seed + epoch)
+    elif isinstance(loader.sampler, RandomSampler):  # a loader made without a generator (timm's)
+        loader.sampler.generator = torch.Generator().manual_seed(seed + epoch)
 
 
 def _autocast(device: torch.device, enabled: bool):

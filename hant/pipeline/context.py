@@ -12,6 +12,7 @@ from ..data import DataSplits, load_splits, make_loader, random_shift
 from ..distributed import is_distributed
 from ..errors import RunDirError
 from ..io import load_tensors, read_json
+from ..loaders import timm_loader
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, load_plugins, zoo_from_json
 from ..slots import Slot, slots_from_json
@@ -33,16 +34,29 @@ class Context:
     def splits(self) -> DataSplits:
         return load_splits(self.recipe.data, self.recipe.seed)
 
+    def _timm_loader(self, split: str, batch_size: int, training: bool) -> DataLoader:
+        d = self.recipe.data
+        return timm_loader(
+            getattr(self.splits, split), d.image_size, batch_size, training=training, augment=d.augment,
+            workers=d.workers, distributed=is_distributed(), model_name=self.recipe.teacher.model,
+        )
+
     def train_loader(self, seed_offset: int = 0):
-        """Shuffled training batches; each torchrun process gets its own share."""
+        """Shuffled training batches; each torchrun process gets its own share. ImageFolder data
+        comes through timm's loader factory (its transforms, the teacher's preprocessing)."""
         d = self.recipe.data
         seed = self.recipe.seed + seed_offset
+        if d.dataset == "imagefolder":
+            return self._timm_loader("train", d.batch_size, training=True)
         if is_distributed():
             sampler = DistributedSampler(self.splits.train, shuffle=True, seed=seed)
             return DataLoader(self.splits.train, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers)
         return make_loader(self.splits.train, d.batch_size, True, seed, d.workers)
 
     def eval_loader(self, split: str):
+        """Batches of ``split`` in a fixed order, the whole split on every process."""
+        if self.recipe.data.dataset == "imagefolder":
+            return self._timm_loader(split, EVAL_BATCH, training=False)
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
 
     def augment(self):
