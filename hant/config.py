@@ -158,6 +158,24 @@ class FinetuneConfig(TrainConfig):
 
 
 @dataclass
+class PruneConfig:
+    """Whole-network latency-aware channel pruning (``hant prune``): HALP or SP-LAMP over the
+    teacher's coupled channel groups, residual streams included."""
+
+    method: str = "halp"
+    """``halp`` (BatchNorm Taylor saliency, knapsack, pruning while training) or ``splamp``
+    (filter LAMP scores, one global threshold, one shot)."""
+    fractions: list = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.375, 0.25])
+    """Widths every channel group may take, as fractions of the teacher's (first 1.0, decreasing)."""
+    divisor: int = 8
+    """Channels are kept in whole neuron groups of this many."""
+    steps: int = 4
+    """HALP: pruning steps spread over training (latency target falls linearly to the budget)."""
+    epochs_per_step: int = 1
+    """HALP: training epochs before each pruning step (importance is averaged over them)."""
+
+
+@dataclass
 class WandbConfig:
     """Weights & Biases tracking."""
 
@@ -192,6 +210,7 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def to_dict(self) -> dict:

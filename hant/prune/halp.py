@@ -1,0 +1,124 @@
+"""HALP (Shen et al., 2022): latency-saliency knapsack, pruning while training.
+
+Training runs for ``steps`` intervals. During each, the BatchNorm Taylor importance of every
+channel group is averaged over the iterations; at its end the linked knapsack of
+:class:`~hant.prune.space.PruneSpace` keeps the most important channels whose lookup-table latency
+fits that step's target, which falls linearly from the teacher's latency to the budget, and the
+network is cut (channels pruned earlier stay pruned). The last step is re-solved with a tighter
+budget until the measured network fits. Fine-tuning follows, outside this module.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..distill.trainer import kd_loss
+from ..search import solve
+from .saliency import BnTaylor
+from .space import PruneSpace
+from .state import Pruned
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HalpSchedule", "halp_prune", "step_targets"]
+
+
+@dataclass
+class HalpSchedule:
+    """Pruning steps spread over training."""
+
+    steps: int = 4
+    epochs_per_step: int = 1
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    kd_alpha: float = 0.7
+    kd_temperature: float = 4.0
+    history: list[dict] = field(default_factory=list)
+
+
+def step_targets(start_ms: float, budget_ms: float, steps: int) -> list[float]:
+    """Latency targets of the pruning steps: linear from ``start_ms`` to ``budget_ms``."""
+    return [start_ms - (k + 1) / steps * (start_ms - budget_ms) for k in range(steps)]
+
+
+def _train_interval(
+    model: nn.Module, loader: DataLoader, sched: HalpSchedule, teacher: nn.Module | None,
+    augment: Callable | None, saliency: BnTaylor,
+) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum, weight_decay=sched.weight_decay)
+    model.train()
+    total, n = 0.0, 0
+    for _ in range(sched.epochs_per_step):
+        for x, y in loader:
+            if augment is not None:
+                x = augment(x)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if teacher is not None and sched.kd_alpha > 0:
+                with torch.no_grad():
+                    t = teacher(x)
+                loss = sched.kd_alpha * kd_loss(logits, t, sched.kd_temperature) + (1 - sched.kd_alpha) * loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            saliency.update()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+    return total / max(1, n)
+
+
+def halp_prune(
+    teacher: nn.Module,
+    space: PruneSpace,
+    example: torch.Tensor,
+    loader: DataLoader,
+    budget_ms: float,
+    sched: HalpSchedule,
+    *,
+    augment: Callable | None = None,
+    fit_last: Callable[[Callable[[float], nn.Module]], nn.Module] | None = None,
+) -> nn.Module:
+    """Prune a copy of ``teacher`` to ``budget_ms`` (lookup-table latency) by HALP's schedule.
+
+    ``fit_last(build)``, when given, chooses the last step's budget (``build(budget_ms)`` returns
+    the network cut at that budget), e.g. :func:`hant.prune.verify.fit_measured`.
+    """
+    import copy
+
+    state = Pruned(copy.deepcopy(teacher), example, [s.path for s in space.slots])
+    state.model.requires_grad_(True)
+    names = list(space.full_counts())
+    targets = step_targets(space.predict_ms(space.full_counts()), budget_ms, sched.steps)
+    for k, target in enumerate(targets):
+        graph = state.graph()
+        saliency = BnTaylor(state.model, graph.groups.values())
+        loss = _train_interval(state.model, loader, sched, teacher, augment, saliency)
+        scores = saliency.scores()
+        limits = state.counts(names)
+
+        def build(b: float, state: Pruned = state, scores: dict = scores, limits: dict = limits) -> Pruned:
+            problem, _ = space.problem(scores, b, limits)
+            counts = space.decode(solve(problem).choices)
+            return state.cut(scores, counts)
+
+        if k == len(targets) - 1 and fit_last is not None:
+            holder: dict[str, Pruned] = {}
+
+            def build_model(b: float) -> nn.Module:
+                holder["s"] = build(b)
+                return holder["s"].model
+
+            fit_last(build_model)
+            state = holder["s"]
+        else:
+            state = build(target)
+        counts = state.counts(names)
+        sched.history.append({"step": k, "target_ms": target, "loss": loss, "predicted_ms": space.predict_ms(counts)})
+        log.info("HALP step %d: target %.3f ms, predicted %.3f ms, loss %.4f", k, target, sched.history[-1]["predicted_ms"], loss)
+    return state.model

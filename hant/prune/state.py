@@ -1,0 +1,46 @@
+"""A network being pruned: its current model, its channel groups, and cutting it to new counts."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .apply import pruned_copy
+from .groups import GroupGraph, trace_groups
+
+__all__ = ["Pruned", "top_keeps"]
+
+
+def top_keeps(scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> dict[str, torch.Tensor]:
+    """Per group, the sorted indices of its ``counts[g]`` highest-scoring channels (groups already
+    at that width are left out)."""
+    return {
+        g: torch.sort(torch.topk(scores[g], n).indices).values
+        for g, n in counts.items()
+        if n < scores[g].numel()
+    }
+
+
+@dataclass
+class Pruned:
+    """The current network, traced on ``example`` with the teacher's slot paths."""
+
+    model: nn.Module
+    example: torch.Tensor
+    slot_paths: list[str]
+
+    def graph(self) -> GroupGraph:
+        return trace_groups(self.model, self.example, self.slot_paths)
+
+    def counts(self, names: list[str]) -> dict[str, int]:
+        """Current channels of the named groups."""
+        groups = self.graph().groups
+        return {g: groups[g].width for g in names}
+
+    def cut(self, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> "Pruned":
+        """A copy keeping, per group, its ``counts`` highest-scoring channels."""
+        graph = self.graph()
+        model = pruned_copy(self.model, graph.groups, top_keeps(scores, counts))
+        return Pruned(model, self.example, self.slot_paths)
