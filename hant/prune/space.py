@@ -129,8 +129,9 @@ class PruneSpace:
             entries.append((uid, factory, tuple(shape)))
         return entries
 
-    def measure(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget, **kwargs) -> None:
-        """Fill the lookup table: every slot candidate, every stream's unslotted layers, the teacher."""
+    def entries(self, teacher: nn.Module, input_shape: tuple[int, ...]) -> list[tuple]:
+        """Lookup-table entries ``(uid, module factory, per-sample input shape)``, the teacher first:
+        every slot candidate and every stream's unslotted layers at each width."""
         entries = [(f"prune-teacher:{structure_hash(teacher)}", teacher, tuple(input_shape))]
         for slot in self.slots:
             for counts in self.slot_candidates(slot):
@@ -138,10 +139,19 @@ class PruneSpace:
         for stream in self.streams():
             for j in self.options(stream):
                 entries += self._stream_entries(teacher, stream, j)
-        stats, _ = profile(entries, target, LatencyCache(), **kwargs)
-        self.latency.update({uid: s.median_ms for uid, s in stats.items()})
-        self.teacher_ms = stats[entries[0][0]].median_ms
+        return entries
+
+    def set_latencies(self, teacher: nn.Module, latency_ms: Mapping[str, float], teacher_ms: float) -> None:
+        """Fill the lookup table from entry uid → ms (from :meth:`measure`, or a model of latency)."""
+        self.latency.update(latency_ms)
+        self.teacher_ms = teacher_ms
         self._teacher = teacher
+
+    def measure(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget, **kwargs) -> None:
+        """Measure every entry on ``target`` (the shared latency cache first) into the lookup table."""
+        entries = self.entries(teacher, input_shape)
+        stats, _ = profile(entries, target, LatencyCache(), **kwargs)
+        self.set_latencies(teacher, {uid: s.median_ms for uid, s in stats.items()}, stats[entries[0][0]].median_ms)
 
     def slot_ms(self, slot: Slot, counts: Mapping[str, int]) -> float:
         uid = self.slot_uid(slot, structure_hash(self._teacher.get_submodule(slot.path)), counts)
