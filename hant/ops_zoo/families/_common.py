@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import math
+from itertools import product
+from typing import Callable, Iterable
 
 from ...slots import Slot
 from ..importance import IMPORTANCES
@@ -31,8 +33,8 @@ def frame(sig: SlotSignature) -> tuple[int, int, int, bool, str | None]:
 
 
 def pixels(shape: tuple[int, ...]) -> int:
-    """Spatial positions of a (C, H, W) shape."""
-    return shape[1] * shape[2]
+    """Spatial positions of a (C, H, W) shape (the product of the dimensions after the first)."""
+    return math.prod(shape[1:])
 
 
 def reference_macs(slot: Slot) -> int:
@@ -58,3 +60,28 @@ def importance_list(importance: str | Iterable[str]) -> list[str]:
         if name not in IMPORTANCES:
             raise ValueError(f"unknown importance {name!r}; choose from {list(IMPORTANCES)}")
     return names
+
+
+def costed_grid(
+    slot: Slot, max_cost: float | None, macs: Callable[[dict], int | None], **axes: Iterable
+) -> list[dict]:
+    """Every combination of ``axes`` (name → values, first axis varying slowest) whose estimated
+    ``macs(params)`` stays within ``max_cost`` (``within_cost``); ``macs`` returns None for a
+    combination that cannot be built. Empty when the slot is not a (C, H, W) map (``fits_spatial``)."""
+    if not fits_spatial(slot):
+        return []
+    out = []
+    for values in product(*axes.values()):
+        params = dict(zip(axes, values))
+        cost = macs(params)
+        if cost is not None and within_cost(slot, cost, max_cost):
+            out.append(params)
+    return out
+
+
+def ints(values: Iterable) -> list[int]:
+    return [int(v) for v in values]
+
+
+def bools(values: Iterable) -> list[bool]:
+    return [bool(v) for v in values]

@@ -7,15 +7,13 @@ multiply-accumulates are not offered (``max_cost: null`` offers all).
 
 from __future__ import annotations
 
-from itertools import product
-
 from torch import nn
 
 from ...slots import Slot
 from ..layers import ConvBnAct, ResidualBody, SqueezeExcite, make_divisible
 from ..registry import CandidateFamily, register_family
 from ..spec import CandidateSpec
-from ._common import DEFAULT_MAX_COST, fits_spatial, frame, pixels, within_cost
+from ._common import DEFAULT_MAX_COST, bools, costed_grid, frame, ints, pixels
 
 
 @register_family("conv_bn_act")
@@ -25,10 +23,8 @@ class ConvBnActFamily(CandidateFamily):
     def candidates(
         self, slot: Slot, kernels: tuple[int, ...] = (1, 3, 5), max_cost: float | None = DEFAULT_MAX_COST
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout, hw = slot.in_shape[0], slot.out_shape[0], pixels(slot.out_shape)
-        return [{"k": int(k)} for k in kernels if within_cost(slot, cin * cout * k * k * hw, max_cost)]
+        return costed_grid(slot, max_cost, lambda p: cin * cout * p["k"] ** 2 * hw, k=ints(kernels))
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)
@@ -46,14 +42,10 @@ class DepthwiseSeparable(CandidateFamily):
         acts: tuple[str, ...] = ("relu",),
         max_cost: float | None = DEFAULT_MAX_COST,
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout, hw = slot.in_shape[0], slot.out_shape[0], pixels(slot.out_shape)
-        return [
-            {"k": int(k), "act": a}
-            for k, a in product(kernels, acts)
-            if within_cost(slot, (cin * k * k + cin * cout) * hw, max_cost)
-        ]
+        return costed_grid(
+            slot, max_cost, lambda p: (cin * p["k"] ** 2 + cin * cout) * hw, k=ints(kernels), act=list(acts)
+        )
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)
@@ -85,20 +77,17 @@ class Bottleneck(CandidateFamily):
         acts: tuple[str, ...] = ("relu", "silu", "hardswish"),
         max_cost: float | None = DEFAULT_MAX_COST,
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout = slot.in_shape[0], slot.out_shape[0]
         hw_in, hw_out = pixels(slot.in_shape), pixels(slot.out_shape)
         widths: dict[int, float] = {}
         for r in ratios:
             widths.setdefault(bottleneck_width(cout, float(r)), float(r))
-        out = []
-        for k, r, s, a in product(kernels, widths.values(), se, acts):
-            mid = bottleneck_width(cout, r)
-            macs = cin * mid * hw_in + mid * mid * k * k * hw_out + mid * cout * hw_out
-            if within_cost(slot, macs, max_cost):
-                out.append({"k": int(k), "r": r, "se": bool(s), "act": a})
-        return out
+
+        def macs(p: dict) -> int:
+            mid = bottleneck_width(cout, p["r"])
+            return cin * mid * hw_in + mid * mid * p["k"] ** 2 * hw_out + mid * cout * hw_out
+
+        return costed_grid(slot, max_cost, macs, k=ints(kernels), r=list(widths.values()), se=bools(se), act=list(acts))
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)

@@ -4,15 +4,13 @@ and skip candidates estimated above ``max_cost`` × the teacher block's multiply
 
 from __future__ import annotations
 
-from itertools import product
-
 from torch import nn
 
 from ...slots import Slot
 from ..layers import ConvBnAct, ResidualBody, SqueezeExcite
 from ..registry import CandidateFamily, register_family
 from ..spec import CandidateSpec
-from ._common import DEFAULT_MAX_COST, fits_spatial, frame, pixels, within_cost
+from ._common import DEFAULT_MAX_COST, bools, costed_grid, frame, ints, pixels
 
 
 def _se_width(cin: int) -> int:
@@ -32,17 +30,14 @@ class MBConv(CandidateFamily):
         acts: tuple[str, ...] = ("relu", "silu", "hardswish"),
         max_cost: float | None = DEFAULT_MAX_COST,
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout = slot.in_shape[0], slot.out_shape[0]
         hw_in, hw_out = pixels(slot.in_shape), pixels(slot.out_shape)
-        out = []
-        for k, e, s, a in product(kernels, expansions, se, acts):
-            mid = cin * int(e)
-            macs = (cin * mid * hw_in if e != 1 else 0) + mid * k * k * hw_out + mid * cout * hw_out
-            if within_cost(slot, macs, max_cost):
-                out.append({"k": int(k), "e": int(e), "se": bool(s), "act": a})
-        return out
+
+        def macs(p: dict) -> int:
+            mid = cin * p["e"]
+            return (cin * mid * hw_in if p["e"] != 1 else 0) + mid * p["k"] ** 2 * hw_out + mid * cout * hw_out
+
+        return costed_grid(slot, max_cost, macs, k=ints(kernels), e=ints(expansions), se=bools(se), act=list(acts))
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)
@@ -72,15 +67,13 @@ class FusedMBConv(CandidateFamily):
         acts: tuple[str, ...] = ("relu", "silu", "hardswish"),
         max_cost: float | None = DEFAULT_MAX_COST,
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout, hw = slot.in_shape[0], slot.out_shape[0], pixels(slot.out_shape)
-        out = []
-        for k, e, s, a in product(kernels, expansions, se, acts):
-            mid = cin * int(e)
-            if within_cost(slot, (cin * mid * k * k + mid * cout) * hw, max_cost):
-                out.append({"k": int(k), "e": int(e), "se": bool(s), "act": a})
-        return out
+
+        def macs(p: dict) -> int:
+            mid = cin * p["e"]
+            return (cin * mid * p["k"] ** 2 + mid * cout) * hw
+
+        return costed_grid(slot, max_cost, macs, k=ints(kernels), e=ints(expansions), se=bools(se), act=list(acts))
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)
@@ -108,25 +101,17 @@ class UniversalInvertedBottleneck(CandidateFamily):
         acts: tuple[str, ...] = ("relu",),
         max_cost: float | None = DEFAULT_MAX_COST,
     ) -> list[dict]:
-        if not fits_spatial(slot):
-            return []
         cin, cout = slot.in_shape[0], slot.out_shape[0]
         hw_in, hw_out = pixels(slot.in_shape), pixels(slot.out_shape)
-        out = []
-        for k0, k1, e, a in product(starts, mids, expansions, acts):
+
+        def macs(p: dict) -> int | None:
+            k0, k1, mid = p["start"], p["mid"], cin * p["e"]
             if not (k0 or k1) and slot.stride > 1:
-                continue  # nothing to carry the stride
-            mid = cin * int(e)
+                return None  # nothing to carry the stride
             hw_mid = hw_out if not k1 else hw_in  # the expansion runs after a strided start dw
-            macs = (
-                cin * k0 * k0 * (hw_out if not k1 else hw_in)
-                + cin * mid * hw_mid
-                + mid * k1 * k1 * hw_out
-                + mid * cout * hw_out
-            )
-            if within_cost(slot, macs, max_cost):
-                out.append({"start": int(k0), "mid": int(k1), "e": int(e), "act": a})
-        return out
+            return cin * k0 * k0 * hw_mid + cin * mid * hw_mid + mid * k1 * k1 * hw_out + mid * cout * hw_out
+
+        return costed_grid(slot, max_cost, macs, start=ints(starts), mid=ints(mids), e=ints(expansions), act=list(acts))
 
     def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
         cin, cout, stride, residual, post = frame(spec.signature)

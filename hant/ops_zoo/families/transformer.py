@@ -2,10 +2,10 @@
 
 ``mlp_ratio`` keeps the block with fewer MLP hidden units, ``fewer_heads`` drops attention heads,
 ``slim_vit`` does both at once, ``mlp_only`` removes the attention branch (and may also shrink the
-MLP). The three pruning families do not overlap, so a zoo of all of them has no duplicate blocks. Kept units and heads are
-the teacher's most important ones (``l1``/``lamp`` from weights, ``taylor`` from slot data), with
-the teacher's weights. They apply to the block classes registered with ``register_vit_block``
-(timm's ``vision_transformer.Block``), whose forward is
+MLP). The three pruning families do not overlap, so a zoo of all of them has no duplicate blocks.
+Kept units and heads are the teacher's most important ones (``l1``/``lamp`` from weights,
+``taylor`` from slot data), with the teacher's weights. They apply to the block classes
+registered with ``register_vit_block`` (timm's ``vision_transformer.Block``), whose forward is
 ``x + ls1(attn(norm1(x))); x + ls2(mlp(norm2(x)))``.
 """
 
