@@ -1,8 +1,13 @@
-"""Shared fixtures: an isolated latency cache, two CPU threads, and a tiny trained teacher."""
+"""Shared fixtures: an isolated latency cache, two CPU threads, a tiny teacher, a private family registry."""
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
+
+from hant.ops_zoo import registry
+from hant.ops_zoo.registry import list_families
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +30,16 @@ def tiny_resnet():
     return timm.create_model(
         "resnet18", num_classes=10, in_chans=1, channels=(8, 16, 32, 64), layers=(1, 1, 1, 1), replace_stem_pool=True
     ).eval()
+
+
+@pytest.fixture()
+def isolated_registry(monkeypatch):
+    """A private copy of the family registry (built-ins loaded; yielded), and plugin modules
+    forgotten afterwards."""
+    list_families()
+    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
+    before = set(sys.modules)
+    yield registry._FAMILIES
+    for name in set(sys.modules) - before:
+        if name.startswith(("hant_plugin_", "user_zoo_module")):
+            del sys.modules[name]

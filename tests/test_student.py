@@ -110,15 +110,6 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-@pytest.fixture()
-def isolated_registry(monkeypatch):
-    list_families()
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith("hant_plugin_"):
-            del sys.modules[name]
 
 
 # --- assembling ----------------------------------------------------------------------------------

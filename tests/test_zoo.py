@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 
 import pytest
@@ -22,7 +21,6 @@ from hant.ops_zoo import (
     load_plugins,
     pruning,
     register_family,
-    registry,
     slot_candidates,
     zoo_from_json,
     zoo_to_json,
@@ -87,16 +85,6 @@ def resnet_with_identity():
     return _resnet((2, 1, 1, 1))
 
 
-@pytest.fixture()
-def isolated_registry(monkeypatch):
-    """A private copy of the family registry (built-ins loaded), and plugin modules forgotten afterwards."""
-    list_families()
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    before = set(sys.modules)
-    yield registry._FAMILIES
-    for name in set(sys.modules) - before:
-        if name.startswith(("hant_plugin_", "user_zoo_module")):
-            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +13,6 @@ from tiny import tiny_recipe
 
 from hant.cli.main import main
 from hant.cli.zoo import parse_input_size
-from hant.ops_zoo import list_families, registry
 
 PLUGIN = '''
 from torch import nn
@@ -47,16 +45,6 @@ class Broken(CandidateFamily):
 '''
 
 
-@pytest.fixture()
-def isolated_registry(monkeypatch):
-    """A private copy of the family registry; plugin modules are forgotten afterwards."""
-    list_families()
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith("hant_plugin_"):
-            del sys.modules[name]
 
 
 def _json(capsys) -> dict:
