@@ -10,7 +10,7 @@ import torch.distributed
 from ..distributed import init_from_env, rank
 from ..errors import HantError
 from ..progress import enable_progress
-from . import export, pipeline, search, sweep, zoo
+from . import export, pipeline, prune, search, sweep, zoo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.register(sub)
     export.register(sub)
     sweep.register(sub)
+    prune.register(sub)
     return parser
 
 

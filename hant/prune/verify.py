@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import InfeasibleBudgetError
 from ..latency import LatencyTarget, measure
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,24 @@ def fit_measured(
 ) -> Fit:
     """Build at ``fraction`` of the predicted teacher latency; while the measured student exceeds
     ``fraction`` of the teacher measured beside it (less ``margin``), scale the budget down by the
-    excess and build again."""
+    excess and build again. When the budget falls below the fastest network the widths allow, that
+    network is the last round (and may stay over: the rounds record it)."""
     budget = fraction * predicted_teacher_ms
     fit = Fit(teacher)
+    floor = False
     for r in range(max(1, rounds)):
-        model = build(budget)
+        try:
+            model = build(budget)
+        except InfeasibleBudgetError as e:
+            budget, floor = e.min_latency_ms, True
+            model = build(budget)
         stats = measure([("teacher", teacher, input_shape), ("student", model, input_shape)], target, **measure_kwargs)
         student_ms, teacher_ms = stats["student"].median_ms, stats["teacher"].median_ms
         limit = fraction * teacher_ms * (1 - margin)
         fit.model = model
         fit.rounds.append({"budget_ms": budget, "student_ms": student_ms, "teacher_ms": teacher_ms, "limit_ms": limit})
         log.info("fit round %d: student %.3f ms, limit %.3f ms", r, student_ms, limit)
-        if student_ms <= limit:
+        if student_ms <= limit or floor:
             break
         budget *= limit / student_ms
     return fit

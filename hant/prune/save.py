@@ -1,0 +1,35 @@
+"""Saving and loading a pruned network: the teacher's architecture, each group's kept channels, weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..io import load_tensors, read_json, save_tensors, write_json
+from ..models import create_model
+from .apply import first_channels, pruned_copy
+from .groups import trace_groups
+
+__all__ = ["load_pruned", "save_pruned"]
+
+
+def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list[str], counts: dict[str, int],
+                input_shape: tuple[int, ...], metadata: dict | None = None) -> None:
+    """Write ``arch.json`` (timm name and kwargs, slot paths, group → kept channels) and the weights."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_tensors(path / "weights.safetensors", {k: v.contiguous() for k, v in model.state_dict().items()})
+    write_json(path / "arch.json", {"model": model_desc, "slot_paths": slot_paths, "counts": counts,
+                                    "input_shape": list(input_shape), **(metadata or {})})
+
+
+def load_pruned(path: Path) -> nn.Module:
+    """The saved pruned network, in eval mode: the teacher's architecture cut to the saved widths."""
+    arch = read_json(Path(path) / "arch.json")
+    d = arch["model"]
+    net = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"]).eval()
+    graph = trace_groups(net, torch.zeros(2, *arch["input_shape"]), arch["slot_paths"])
+    net = pruned_copy(net, graph.groups, first_channels(arch["counts"]))
+    net.load_state_dict(load_tensors(Path(path) / "weights.safetensors"))
+    return net.eval()
