@@ -96,6 +96,9 @@ class ProfileConfig:
     """Stop once each median is known to this relative precision (95% confidence)."""
     time_budget_s: float = 60.0
     """Cap on the seconds spent measuring one batch of candidates."""
+    calibration_networks: int = 6
+    """Random students measured end to end (besides the teacher) to calibrate the whole-network
+    prediction; at least 1."""
 
 
 @dataclass

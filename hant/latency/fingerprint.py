@@ -12,6 +12,8 @@ from typing import Any
 import torch
 
 from ..io import hash_obj
+from .allocator import allocator_policy
+from .runners import timer_name
 from .runtime import cuda_index, import_onnxruntime, ort_providers, provider_names, torch_device
 from .target import LatencyTarget
 
@@ -79,7 +81,8 @@ def _gpu_info(target: LatencyTarget) -> dict[str, Any]:
 def device_fingerprint(target: LatencyTarget) -> dict[str, Any]:
     """The hardware and software a latency on ``target`` depends on, as a flat JSON-able dict.
 
-    CPU model, logical cores, the target's threads and the torch version always; the onnxruntime
+    CPU model, logical cores, the target's threads, the torch version, the allocator policy
+    (:mod:`.allocator`) and the timer always; the onnxruntime
     version and chosen providers for that backend; GPU name, capability, driver, CUDA and cuDNN
     versions on a GPU. Raises LatencyError when the target's device or runtime is missing here.
     """
@@ -90,8 +93,10 @@ def device_fingerprint(target: LatencyTarget) -> dict[str, Any]:
         "logical_cores": os.cpu_count() or 0,
         "threads": target.threads,
         "torch": torch.__version__,
+        "allocator": allocator_policy(),
+        "timer": timer_name(target),
     }
-    if target.backend == "onnxruntime":
+    if target.uses_onnxruntime:
         fp["onnxruntime"] = import_onnxruntime().__version__
         fp["onnxruntime_providers"] = provider_names(ort_providers(target))
     if target.device != "cpu":

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import LatencyError
+from .allocator import keep_freed_memory
 from .runners import Runner, build_runner, prepare_module, restore_modes, training_modes
 from .runtime import check_target
 from .stats import LatencyStat, relative_ci_halfwidth
@@ -42,6 +43,15 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _compile_limits(n_items: int) -> contextlib.AbstractContextManager:
+    """Let dynamo compile every item (instances of one class share code, so each counts as a
+    recompile) and fail loudly rather than fall back to eager past the limit."""
+    limit = max(8, 2 * n_items)
+    return torch._dynamo.config.patch(
+        cache_size_limit=limit, accumulated_cache_size_limit=max(256, limit), fail_on_recompile_limit_hit=True
+    )
 
 
 @contextlib.contextmanager
@@ -126,12 +136,15 @@ def measure(
     if not items:
         return {}
     t_start = time.perf_counter()
+    keep_freed_memory()
     modes = [training_modes(module) for _, module, _ in items]
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_torch_threads(target.threads))
+            if target.backend == "torch_compile":
+                stack.enter_context(_compile_limits(len(items)))
             workdir = None
-            if target.backend == "onnxruntime":
+            if target.uses_onnxruntime:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hant-onnx-")))
             runners: list[Runner] = []
             for i, (name, module, shape) in enumerate(items):

@@ -1,7 +1,8 @@
 """Timed runners: one object per measured item that runs it ``n`` times and returns the elapsed seconds.
 
-Backends: eager torch on CPU (wall clock) or CUDA (CUDA events after a device synchronisation), and
-onnxruntime (wall clock around ``run_with_iobinding``; inputs and outputs stay on the device).
+Backends: eager torch on CPU (wall clock) or CUDA (CUDA events after a device synchronisation),
+``torch.compile`` (the same timers around the compiled module; compiling happens in the untimed
+warm-up), and onnxruntime (wall clock around ``run_with_iobinding``; inputs and outputs stay on the device).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -64,18 +65,34 @@ def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
         m.training = flag
 
 
-class TorchCpuRunner:
-    """Eager PyTorch on the CPU, timed with the wall clock."""
+def cpu_clock(target: LatencyTarget) -> Callable[[], float]:
+    """The clock of a CPU measurement: the calling thread's CPU time when the target runs on one
+    thread (the work then all happens in this thread, and time the scheduler gives to other
+    processes on a shared machine is not counted), else the wall clock."""
+    return time.thread_time if target.threads == 1 else time.perf_counter
 
-    def __init__(self, module: nn.Module, x: torch.Tensor):
-        self.module, self.x = module, x
+
+def timer_name(target: LatencyTarget) -> str:
+    """What measures a latency on ``target``: ``cuda_events``, ``thread_cpu_time`` or ``wall_clock``."""
+    if target.device != "cpu" and not target.uses_onnxruntime:
+        return "cuda_events"
+    if target.device == "cpu" and target.threads == 1:
+        return "thread_cpu_time"
+    return "wall_clock"
+
+
+class TorchCpuRunner:
+    """PyTorch on the CPU, timed with :func:`cpu_clock`."""
+
+    def __init__(self, module: Callable[[torch.Tensor], Any], x: torch.Tensor, clock: Callable[[], float]):
+        self.module, self.x, self.clock = module, x, clock
 
     def time(self, n: int) -> float:
-        module, x = self.module, self.x
-        t0 = time.perf_counter()
+        module, x, clock = self.module, self.x, self.clock
+        t0 = clock()
         for _ in range(n):
             module(x)
-        return time.perf_counter() - t0
+        return clock() - t0
 
 
 class TorchCudaRunner:
@@ -107,25 +124,28 @@ class OrtRunner:
     synchronised explicitly as well, so the wall clock covers the whole computation.
     """
 
-    def __init__(self, session: Any, binding: Any, keep_alive: Any, on_gpu: bool):
+    def __init__(self, session: Any, binding: Any, keep_alive: Any, on_gpu: bool, clock: Callable[[], float]):
         self.session, self.binding, self._keep_alive, self.on_gpu = session, binding, keep_alive, on_gpu
+        self.clock = clock
 
     def time(self, n: int) -> float:
-        session, binding = self.session, self.binding
-        t0 = time.perf_counter()
+        session, binding, clock = self.session, self.binding, self.clock
+        t0 = clock()
         for _ in range(n):
             session.run_with_iobinding(binding)
         if self.on_gpu:
             binding.synchronize_outputs()
-        return time.perf_counter() - t0
+        return clock() - t0
 
 
 def torch_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarget) -> Runner:
-    """A runner for eager PyTorch; ``module`` must come from :func:`prepare_module`."""
+    """A runner for eager or compiled PyTorch; ``module`` must come from :func:`prepare_module`."""
     x = make_input(shape, target)
+    if target.backend == "torch_compile":
+        module = torch.compile(module, dynamic=False)
     if x.device.type == "cuda":
         return TorchCudaRunner(module, x)
-    return TorchCpuRunner(module, x)
+    return TorchCpuRunner(module, x, cpu_clock(target))
 
 
 def ort_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarget, onnx_path: Path, name: str) -> Runner:
@@ -160,14 +180,14 @@ def ort_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarget,
         for out in session.get_outputs():
             binding.bind_output(out.name)
     log.debug("onnxruntime session for %s on %s", name, session.get_providers())
-    return OrtRunner(session, binding, keep, on_gpu)
+    return OrtRunner(session, binding, keep, on_gpu, cpu_clock(target) if not on_gpu else time.perf_counter)
 
 
 def build_runner(
     module: nn.Module, shape: tuple[int, ...], target: LatencyTarget, onnx_path: Path | None, name: str
 ) -> Runner:
     """A runner for ``target.backend``; ``onnx_path`` is where the ONNX file goes (onnxruntime only)."""
-    if target.backend == "onnxruntime":
+    if target.uses_onnxruntime:
         if onnx_path is None:
             raise ValueError("the onnxruntime backend needs a path for the exported model")
         return ort_runner(module, shape, target, onnx_path, name)

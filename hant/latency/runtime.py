@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from types import ModuleType
 from typing import Any
 
@@ -55,38 +56,72 @@ def torch_device(target: LatencyTarget) -> torch.device:
 def check_target(target: LatencyTarget) -> None:
     """Raise LatencyError when ``target`` cannot be measured on this machine."""
     if target.backend not in BACKENDS:
-        raise LatencyError(f"unknown latency backend {target.backend!r}; choose one of {list(BACKENDS)}")
+        raise LatencyError(f"unknown latency backend {target.backend!r}; choose one of {', '.join(BACKENDS)}")
     dev = torch_device(target)
     if dev.type == "cuda" and target.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         raise LatencyError(f"GPU {target.device} does not support bfloat16; choose dtype float16 or float32")
-    if target.backend == "onnxruntime":
+    if target.backend == "torch_compile":
+        check_torch_compile()
+    if target.uses_onnxruntime:
         if target.dtype == "bfloat16":
             raise LatencyError("the onnxruntime backend does not measure bfloat16 here; choose float16 or backend 'torch'")
         ort_providers(target)
 
 
+def check_torch_compile() -> None:
+    """Raise LatencyError when ``torch.compile`` cannot run here (no inductor or no C compiler)."""
+    if not hasattr(torch, "compile"):
+        raise LatencyError(f"backend torch_compile needs torch.compile (torch >= 2.0); this is torch {torch.__version__}")
+    if not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "c++", "g++")):
+        raise LatencyError(
+            "backend torch_compile compiles C++ kernels on the CPU but no C compiler (cc, gcc, clang) is on PATH; "
+            "install one or choose backend 'torch'"
+        )
+
+
+_PROVIDER_PACKAGE = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu built with TensorRT, and TensorRT itself",
+}
+
+
+def _require_provider(name: str, available: list[str], backend: str) -> None:
+    if name not in available:
+        raise LatencyError(
+            f"backend {backend} needs onnxruntime's {name}, which this onnxruntime lacks (it has {', '.join(available)}); "
+            f"install {_PROVIDER_PACKAGE[name]}, or choose backend 'onnxruntime' or 'torch'"
+        )
+
+
 def ort_providers(target: LatencyTarget) -> list[Any]:
-    """onnxruntime execution providers for a target: CPU, or TensorRT/CUDA (with CPU fallback) on a GPU."""
+    """onnxruntime execution providers for a target, with CPU as the fallback for unsupported nodes.
+
+    ``onnxruntime``: CPU on ``cpu``; on a GPU TensorRT where installed, then CUDA.
+    ``onnxruntime-cuda`` / ``onnxruntime-tensorrt``: exactly that provider, a LatencyError if it is missing.
+    """
     ort = import_onnxruntime()
-    available = ort.get_available_providers()
+    available = list(ort.get_available_providers())
     if target.device == "cpu":
         return ["CPUExecutionProvider"]
     idx = cuda_index(target.device)
-    chosen: list[Any] = []
-    if "TensorrtExecutionProvider" in available:
-        opts = {"device_id": idx}
-        if target.dtype == "float16":
-            opts["trt_fp16_enable"] = True
-        chosen.append(("TensorrtExecutionProvider", opts))
-    if "CUDAExecutionProvider" in available:
-        chosen.append(("CUDAExecutionProvider", {"device_id": idx}))
+    trt_opts: dict[str, Any] = {"device_id": idx}
+    if target.dtype == "float16":
+        trt_opts["trt_fp16_enable"] = True
+    trt = ("TensorrtExecutionProvider", trt_opts)
+    cuda = ("CUDAExecutionProvider", {"device_id": idx})
+    if target.backend == "onnxruntime-tensorrt":
+        _require_provider(trt[0], available, target.backend)
+        return [trt, "CPUExecutionProvider"]
+    if target.backend == "onnxruntime-cuda":
+        _require_provider(cuda[0], available, target.backend)
+        return [cuda, "CPUExecutionProvider"]
+    chosen = [p for p in (trt, cuda) if p[0] in available]
     if not chosen:
         raise LatencyError(
-            f"onnxruntime has no CUDA or TensorRT execution provider here (it has {available}); "
+            f"onnxruntime has no CUDA or TensorRT execution provider here (it has {', '.join(available)}); "
             "install onnxruntime-gpu or measure on device 'cpu'"
         )
-    chosen.append("CPUExecutionProvider")
-    return chosen
+    return [*chosen, "CPUExecutionProvider"]
 
 
 def provider_names(providers: list[Any]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from torch import nn
 
@@ -41,12 +41,28 @@ class LatencyTable:
     def fingerprint_id(self) -> str:
         return fingerprint_id(self.fingerprint)
 
-    def latency_ms(self, uid: str) -> float:
-        """Median latency of one candidate; LatencyError when the table lacks it."""
+    @property
+    def block_scale(self) -> float:
+        """Factor from a block's latency timed alone to its share of the whole network (calibrated; 1 if not)."""
+        return float(self.extra.get("block_scale", 1.0))
+
+    def measured_ms(self, uid: str) -> float:
+        """Median latency of one entry as measured; LatencyError when the table lacks it."""
         stat = self.entries.get(uid)
         if stat is None:
             raise LatencyError(f"the latency table has no entry for candidate {uid!r}; re-run `hant profile`")
         return stat.median_ms
+
+    def latency_ms(self, uid: str) -> float:
+        """A candidate's share of the whole network: its measured median times :attr:`block_scale`.
+
+        Summed with ``extra["fixed_ms"]`` this is the calibrated whole-network prediction.
+        """
+        return self.block_scale * self.measured_ms(uid)
+
+    def predict_ms(self, uids: Iterable[str]) -> float:
+        """Predicted latency of the whole network whose slots hold these candidates."""
+        return float(self.extra.get("fixed_ms", 0.0)) + sum(self.latency_ms(uid) for uid in uids)
 
     def to_dict(self) -> dict[str, Any]:
         return {

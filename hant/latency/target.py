@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "torch_compile", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")
+GPU_ONLY_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt")
 DTYPES = ("float32", "float16", "bfloat16")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 
@@ -18,7 +19,10 @@ class LatencyTarget:
     device: str = "cpu"
     """``cpu`` or ``cuda:N``."""
     backend: str = "torch"
-    """Runtime that executes the network: ``torch`` (eager) or ``onnxruntime``."""
+    """Runtime that executes the network: ``torch`` (eager), ``torch_compile`` (``torch.compile``, default
+    inductor backend; compilation is warm-up, never timed), ``onnxruntime`` (CPU execution provider on
+    ``cpu``; on a GPU TensorRT where installed, else CUDA), ``onnxruntime-cuda`` or
+    ``onnxruntime-tensorrt`` (exactly that execution provider; GPU devices only)."""
     dtype: str = "float32"
     """Numeric precision; half precisions need a GPU."""
     batch_size: int = 1
@@ -30,7 +34,9 @@ class LatencyTarget:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown latency backend {self.backend!r}; choose one of {list(BACKENDS)}")
+            raise ConfigError(f"unknown latency backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.backend in GPU_ONLY_BACKENDS and self.device == "cpu":
+            raise ConfigError(f"backend {self.backend} runs on a GPU; use device 'cuda:N' or backend 'onnxruntime' on the CPU")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {list(DTYPES)}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -41,6 +47,11 @@ class LatencyTarget:
             raise ConfigError(f"dtype {self.dtype} is only measured on a GPU here; use float32 on the CPU")
         if self.batch_size < 1 or self.threads < 1:
             raise ConfigError("batch_size and threads of a latency target must be at least 1")
+
+    @property
+    def uses_onnxruntime(self) -> bool:
+        """True for the backends that run an exported ONNX graph in onnxruntime."""
+        return self.backend.startswith("onnxruntime")
 
     def to_dict(self) -> dict:
         return asdict(self)

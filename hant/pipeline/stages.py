@@ -17,14 +17,15 @@ from ..distill.trainer import evaluate, train_classifier
 from ..distributed import is_main
 from ..errors import HantError
 from ..io import hash_obj, read_json, save_tensors, write_json
-from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile
+from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile_network
 from ..models import create_model, load_weights
-from ..ops_zoo import CandidateSpec, build_candidate, build_zoo, zoo_to_json
+from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
 from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
 from .context import Context
+from .profiling import slot_options
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -81,37 +82,36 @@ def stage_zoo(ctx: Context) -> dict:
 
 
 def stage_profile(ctx: Context) -> dict:
-    """Measure every candidate's latency on the target (cache first), and the whole teacher."""
+    """Measure every candidate on the target (cache first), the part of the teacher outside the
+    slots, the teacher and a few random students, and calibrate the whole-network prediction."""
     target, cfg = ctx.recipe.target, ctx.recipe.profile
-    teacher = ctx.teacher
-    entries = [(f"{TEACHER_UID}:{hash_obj(ctx.model_desc)}", teacher, ctx.input_shape)]
-    for slot in ctx.slots:
-        block = get_submodule(teacher, slot.path)
-        for spec in ctx.zoo[slot.name]:
-            entries.append((spec.uid, lambda spec=spec, block=block: build_candidate(spec, block), slot.in_shape))
-    bar = ProgressCounter("profile", unit="candidate")
+    bar = ProgressCounter("profile", unit="entry")
     try:
-        stats, hits = profile(
-            entries,
+        table, hits = profile_network(
+            ctx.teacher,
+            ctx.input_shape,
+            slot_options(ctx.teacher, ctx.slots, ctx.zoo),
             target,
             LatencyCache(),
+            base_uid=f"{TEACHER_UID}:{hash_obj(ctx.model_desc)}",
+            calibration_networks=cfg.calibration_networks,
+            seed=ctx.recipe.seed,
+            on_progress=bar,
             rel_precision=cfg.rel_precision,
             time_budget_s=cfg.time_budget_s,
-            on_progress=bar,
         )
     finally:
         bar.close()
-    teacher_ms = stats[entries[0][0]].median_ms
-    keep_sum = sum(stats[ctx.zoo[s.name][0].uid].median_ms for s in ctx.slots)
-    fixed_ms = max(0.0, teacher_ms - keep_sum)
-    table = LatencyTable(
-        target,
-        device_fingerprint(target),
-        dict(stats),
-        extra={"teacher_uid": entries[0][0], "teacher_ms": teacher_ms, "fixed_ms": fixed_ms, "slots_ms": keep_sum},
-    )
     table.to_json(ctx.run.latency)
-    return {"entries": len(entries), "cache_hits": hits, "teacher_ms": teacher_ms, "fixed_ms": fixed_ms}
+    cal = table.extra["calibration"]
+    return {
+        "entries": len(table.entries),
+        "cache_hits": hits,
+        "teacher_ms": table.extra["teacher_ms"],
+        "fixed_ms": table.extra["fixed_ms"],
+        "block_scale": table.extra["block_scale"],
+        "calibration_loo_max_abs_err_pct": cal["loo_max_abs_err_pct"],
+    }
 
 
 def stage_distill(ctx: Context) -> dict:

@@ -1,0 +1,164 @@
+"""Whole-network latency tables: every slot option, the part outside the slots, and a calibration.
+
+The part outside the slots (stem, head, glue between slots) is measured directly, as the network
+with every slot replaced by a stub that returns a stored tensor of the slot's output shape. A
+prediction is that part plus the chosen options' latencies, corrected by a :class:`Calibration`
+fitted on the network itself and a few random variants of it, all measured end to end in the same
+interleaved run as the blocks.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import LatencyError
+from ..io import hash_obj
+from ..slots import get_submodule, set_submodule
+from .cache import LatencyCache
+from .calibration import fit_calibration
+from .fingerprint import device_fingerprint
+from .table import LatencyTable, ModuleOrFactory, profile
+from .target import LatencyTarget
+
+OUTSIDE_SUFFIX = ":outside-slots"
+
+
+@dataclass(frozen=True)
+class SlotOptions:
+    """One slot of a network and the modules that may fill it (``options[0]``: the network's own block)."""
+
+    path: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    options: tuple[tuple[str, ModuleOrFactory], ...]
+    """(uid, module or factory building it) pairs; uids are the latency cache's keys."""
+
+
+class SlotStub(nn.Module):
+    """Stands in for a slot at (almost) no cost: returns a stored tensor of the slot's output shape.
+
+    With ``tie_input`` the output also depends on one element of the input, so that graph compilers
+    (ONNX export, torch.compile) keep the layers feeding the slot instead of pruning them as dead.
+    """
+
+    def __init__(self, out: torch.Tensor, tie_input: bool):
+        super().__init__()
+        self.register_buffer("out", out)
+        self.tie_input = tie_input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tie_input:
+            return self.out + 0 * x[(0,) * x.dim()]
+        return self.out
+
+
+def outside_slots(model: nn.Module, slots: Sequence[SlotOptions], target: LatencyTarget) -> nn.Module:
+    """A copy of ``model`` whose slots are :class:`SlotStub`\\ s: timing it times only the rest."""
+    stripped = copy.deepcopy(model)
+    tie = target.backend != "torch"
+    generator = torch.Generator().manual_seed(0)
+    for slot in slots:
+        out = torch.randn(target.batch_size, *slot.out_shape, generator=generator)
+        set_submodule(stripped, slot.path, SlotStub(out, tie))
+    return stripped
+
+
+def assemble(model: nn.Module, slots: Sequence[SlotOptions], choice: Sequence[int]) -> nn.Module:
+    """A copy of ``model`` with slot ``i`` filled by its option ``choice[i]`` (0 keeps the block)."""
+    net = copy.deepcopy(model)
+    for slot, k in zip(slots, choice):
+        if k == 0:
+            continue
+        uid, obj = slot.options[k]
+        module = obj if isinstance(obj, nn.Module) else obj()
+        if not isinstance(module, nn.Module):
+            raise LatencyError(f"the factory of {uid!r} returned {type(module).__name__}, not an nn.Module")
+        set_submodule(net, slot.path, module)
+    return net
+
+
+def calibration_choices(slots: Sequence[SlotOptions], n: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """``n`` random variants spanning the latency range: variant ``j`` keeps each block with
+    probability falling from 0.75 to 0 and otherwise draws a uniformly random option."""
+    rng = random.Random(seed)
+    out = []
+    for j in range(n):
+        keep_p = 0.75 * (1 - j / max(1, n - 1))
+        out.append(tuple(0 if rng.random() < keep_p else rng.randrange(len(s.options)) for s in slots))
+    return out
+
+
+def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int]) -> str:
+    """Cache key of one assembled variant of the network ``base``."""
+    return f"{base}:variant:{hash_obj([s.options[k][0] for s, k in zip(slots, choice)])}"
+
+
+def raw_prediction_ms(table: LatencyTable, slots: Sequence[SlotOptions], choice: Sequence[int], outside_ms: float) -> float:
+    """Outside-slot part plus the chosen options' measured latencies, uncorrected."""
+    return outside_ms + sum(table.measured_ms(s.options[k][0]) for s, k in zip(slots, choice))
+
+
+def profile_network(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    slots: Sequence[SlotOptions],
+    target: LatencyTarget,
+    cache: LatencyCache | None,
+    *,
+    base_uid: str,
+    calibration_networks: int = 6,
+    only: set[str] | None = None,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    **measure_kwargs: Any,
+) -> tuple[LatencyTable, int]:
+    """Measure (or read from ``cache``) every option, the part outside the slots, ``model`` itself and
+    ``calibration_networks`` random variants, all in one interleaved run; fit the calibration.
+
+    ``only`` restricts the options measured (besides those the calibration variants use) to these
+    uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
+    Returns the table and the number of cache hits. ``table.extra`` holds ``teacher_ms`` (``model``
+    measured), ``fixed_ms`` (the corrected outside-slot term), ``block_scale``, ``outside_raw_ms``
+    and ``calibration``.
+    """
+    if not slots:
+        raise LatencyError("the network has no slots to profile")
+    variants = calibration_choices(slots, calibration_networks, seed)
+    used = {s.options[k][0] for v in variants for s, k in zip(slots, v)} | {s.options[0][0] for s in slots}
+    outside_uid = base_uid + OUTSIDE_SUFFIX
+    entries: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [
+        (base_uid, model, input_shape),
+        (outside_uid, lambda: outside_slots(model, slots, target), input_shape),
+    ]
+    for v in variants:
+        entries.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
+    for slot in slots:
+        for uid, obj in slot.options:
+            if only is None or uid in only or uid in used:
+                entries.append((uid, obj, slot.in_shape))
+    stats, hits = profile(entries, target, cache, on_progress=on_progress, **measure_kwargs)
+
+    table = LatencyTable(target, device_fingerprint(target), dict(stats))
+    outside_ms = stats[outside_uid].median_ms
+    keep = tuple(0 for _ in slots)
+    networks = [(keep, base_uid), *((v, network_uid(base_uid, slots, v)) for v in variants)]
+    predicted = [raw_prediction_ms(table, slots, v, outside_ms) for v, _ in networks]
+    measured = [stats[uid].median_ms for _, uid in networks]
+    cal = fit_calibration(predicted, measured)
+    table.extra.update(
+        {
+            "teacher_uid": base_uid,
+            "teacher_ms": stats[base_uid].median_ms,
+            "outside_raw_ms": outside_ms,
+            "slots_ms": predicted[0] - outside_ms,
+            "fixed_ms": max(0.0, cal.apply(outside_ms)),
+            "block_scale": cal.scale,
+            "calibration": cal.to_dict(),
+        }
+    )
+    return table, hits
