@@ -10,15 +10,16 @@ import torch.distributed
 from ..distributed import init_from_env, rank
 from ..errors import HantError
 from ..progress import enable_progress
-from . import export, pipeline, prune, search, sweep, zoo
+from . import export, pipeline, profile, prune, search, sweep, zoo
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hant", description="Hardware-aware network transformation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch and measurement round")
     sub = parser.add_subparsers(dest="command", required=True)
-    pipeline.register(sub, skip={"zoo", "search"})
+    pipeline.register(sub, skip={"zoo", "search", "profile"})
     zoo.register(sub)
+    profile.register(sub)
     search.register(sub)
     export.register(sub)
     sweep.register(sub)
