@@ -59,9 +59,18 @@ def test_calibration_recovers_a_line_and_reports_leave_one_out_error():
     assert type(noisy).from_dict(noisy.to_dict()) == noisy
 
 
+def test_the_correction_is_kept_only_where_it_predicts_held_out_networks_better():
+    pred = [10.0, 20.0, 30.0, 40.0]
+    assert fit_calibration(pred, pred).model == "none"  # exact addition: no correction (ties go to the simpler)
+    ratio = fit_calibration(pred, [1.1 * p for p in pred])
+    assert ratio.model in ("ratio", "line") and ratio.apply(50.0) == pytest.approx(55.0)
+    scattered = fit_calibration(pred, [10.5, 19.0, 31.5, 39.0])  # unbiased noise: fitting it would not help
+    assert scattered.model == "none" and scattered.scale == 1.0
+
+
 def test_few_points_fit_a_ratio_only():
     cal = fit_calibration([10.0, 20.0], [11.0, 22.0])
-    assert cal.offset_ms == 0.0 and cal.scale == pytest.approx(1.1) and cal.apply(30.0) == pytest.approx(33.0)
+    assert cal.model == "ratio" and cal.offset_ms == 0.0 and cal.scale == pytest.approx(1.1) and cal.apply(30.0) == pytest.approx(33.0)
     with pytest.raises(LatencyError, match="at least 2"):
         fit_calibration([10.0], [11.0])
     with pytest.raises(LatencyError, match="positive"):

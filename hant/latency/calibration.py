@@ -4,8 +4,8 @@ Blocks timed alone do not add up exactly to the network they form (each block is
 input hot in cache and its own allocations recycled; in the network it inherits its neighbour's
 memory state), and the bias grows with the batch size. A few whole networks measured end to end
 give points (predicted, measured); ``measured ≈ scale · predicted + offset`` is fitted to them by
-least squares on relative error, and its leave-one-out error says how far a new network's
-prediction can be trusted.
+least squares on relative error (or only the scale, or nothing, whichever predicts held-out points
+best), and its leave-one-out error says how far a new network's prediction can be trusted.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Calibration:
     """Their end-to-end medians, in the same order."""
     loo_errors_pct: tuple[float, ...] = field(default=())
     """Signed leave-one-out error of each point, in percent of its measured latency."""
+    model: str = "line"
+    """Which correction was chosen: ``none``, ``ratio`` or ``line`` (see :data:`MODELS`)."""
 
     def apply(self, predicted_ms: float) -> float:
         """The corrected whole-network latency of an uncorrected prediction."""
@@ -54,6 +56,7 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "scale": self.scale,
             "offset_ms": self.offset_ms,
             "predicted_ms": list(self.predicted_ms),
@@ -73,17 +76,24 @@ class Calibration:
                 tuple(float(x) for x in d.get("predicted_ms", ())),
                 tuple(float(x) for x in d.get("measured_ms", ())),
                 tuple(float(x) for x in d.get("loo_errors_pct", ())),
+                str(d.get("model", "line")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise LatencyError(f"the latency table's calibration is malformed ({e!r}); re-run `hant profile`") from None
 
 
-def _fit(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
-    """(scale, offset) minimising the summed squared relative error; a ratio alone for few points
-    or when the line would be degenerate (predictions too alike, or a non-positive scale)."""
+MODELS = ("none", "ratio", "line")
+"""Corrections tried, simplest first: none (scale 1), a ratio, a line (ratio plus offset)."""
+
+
+def _fit(model: str, predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
+    """(scale, offset) of ``model`` minimising the summed squared relative error; a line falls back
+    to a ratio on too few points or when it would be degenerate (predictions too alike, scale <= 0)."""
+    if model == "none":
+        return 1.0, 0.0
     w = [1.0 / (m * m) for m in measured]
     ratio = sum(wi * p * m for wi, p, m in zip(w, predicted, measured)) / sum(wi * p * p for wi, p in zip(w, predicted))
-    if len(predicted) < MIN_POINTS_FOR_LINE:
+    if model == "ratio" or len(predicted) < MIN_POINTS_FOR_LINE:
         return ratio, 0.0
     sw = sum(w)
     mp = sum(wi * p for wi, p in zip(w, predicted)) / sw
@@ -97,10 +107,20 @@ def _fit(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, 
     return scale, mm - scale * mp
 
 
+def _loo_errors(model: str, predicted: Sequence[float], measured: Sequence[float]) -> list[float]:
+    errors = []
+    for i, (p, m) in enumerate(zip(predicted, measured)):
+        s, o = _fit(model, [x for j, x in enumerate(predicted) if j != i], [x for j, x in enumerate(measured) if j != i])
+        errors.append(100.0 * (s * p + o - m) / m)
+    return errors
+
+
 def fit_calibration(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> Calibration:
     """Fit the correction on (uncorrected prediction, measured) pairs of whole networks.
 
-    Needs at least two networks; from four on, an offset is fitted besides the scale.
+    Of no correction, a ratio and a line, the one with the smallest root-mean-square leave-one-out
+    error is kept (ties go to the simpler), so that a correction is only applied where it predicts
+    held-out networks better than plain addition. Needs at least two networks.
     """
     if len(predicted_ms) != len(measured_ms):
         raise LatencyError("calibration needs as many measured as predicted latencies")
@@ -108,11 +128,9 @@ def fit_calibration(predicted_ms: Sequence[float], measured_ms: Sequence[float])
         raise LatencyError(f"calibration needs at least 2 measured networks, got {len(predicted_ms)}")
     if any(not (x > 0.0 and math.isfinite(x)) for x in [*predicted_ms, *measured_ms]):
         raise LatencyError("calibration latencies must be positive and finite")
-    scale, offset = _fit(predicted_ms, measured_ms)
-    loo = []
-    for i, (p, m) in enumerate(zip(predicted_ms, measured_ms)):
-        rest_p = [x for j, x in enumerate(predicted_ms) if j != i]
-        rest_m = [x for j, x in enumerate(measured_ms) if j != i]
-        s, o = _fit(rest_p, rest_m)
-        loo.append(100.0 * (s * p + o - m) / m)
-    return Calibration(scale, offset, tuple(map(float, predicted_ms)), tuple(map(float, measured_ms)), tuple(loo))
+    best = min(MODELS, key=lambda m: (math.fsum(e * e for e in _loo_errors(m, predicted_ms, measured_ms)), MODELS.index(m)))
+    scale, offset = _fit(best, predicted_ms, measured_ms)
+    return Calibration(
+        scale, offset, tuple(map(float, predicted_ms)), tuple(map(float, measured_ms)),
+        tuple(_loo_errors(best, predicted_ms, measured_ms)), best,
+    )

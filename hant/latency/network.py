@@ -3,8 +3,7 @@
 The part outside the slots (stem, head, glue between slots) is measured directly, as the network
 with every slot replaced by a stub that returns a stored tensor of the slot's output shape. A
 prediction is that part plus the chosen options' latencies, corrected by a :class:`Calibration`
-fitted on the network itself and a few random variants of it, all measured end to end in the same
-interleaved run as the blocks.
+fitted on the network itself and a few random variants of it, measured end to end.
 """
 from __future__ import annotations
 
@@ -118,7 +117,8 @@ def profile_network(
     **measure_kwargs: Any,
 ) -> tuple[LatencyTable, int]:
     """Measure (or read from ``cache``) every option, the part outside the slots, ``model`` itself and
-    ``calibration_networks`` random variants, all in one interleaved run; fit the calibration.
+    ``calibration_networks`` random variants; fit the calibration. Options and the outside part are
+    timed interleaved in one run, the whole networks interleaved in a second.
 
     ``only`` restricts the options measured (besides those the calibration variants use) to these
     uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
@@ -131,24 +131,34 @@ def profile_network(
     variants = calibration_choices(slots, calibration_networks, seed)
     used = {s.options[k][0] for v in variants for s, k in zip(slots, v)} | {s.options[0][0] for s in slots}
     outside_uid = base_uid + OUTSIDE_SUFFIX
-    entries: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [
-        (base_uid, model, input_shape),
-        (outside_uid, lambda: outside_slots(model, slots, target), input_shape),
+    parts: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [
+        (outside_uid, lambda: outside_slots(model, slots, target), input_shape)
     ]
-    for v in variants:
-        entries.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
     for slot in slots:
         for uid, obj in slot.options:
             if only is None or uid in only or uid in used:
-                entries.append((uid, obj, slot.in_shape))
-    stats, hits = profile(entries, target, cache, on_progress=on_progress, **measure_kwargs)
+                parts.append((uid, obj, slot.in_shape))
+    networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
+    for v in variants:
+        networks.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
+    total = len(parts) + len(networks)
+
+    def progress(offset: int) -> Callable[[int, int], None] | None:
+        return None if on_progress is None else lambda done, _: on_progress(offset + done, total)
+
+    # Whole networks are timed in a run of their own, as a network is timed end to end (among
+    # networks, not among hundreds of small blocks), so the calibration maps one to the other.
+    stats, hits = profile(parts, target, cache, on_progress=progress(0), **measure_kwargs)
+    net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **measure_kwargs)
+    stats.update(net_stats)
+    hits += net_hits
 
     table = LatencyTable(target, device_fingerprint(target), dict(stats))
     outside_ms = stats[outside_uid].median_ms
     keep = tuple(0 for _ in slots)
-    networks = [(keep, base_uid), *((v, network_uid(base_uid, slots, v)) for v in variants)]
-    predicted = [raw_prediction_ms(table, slots, v, outside_ms) for v, _ in networks]
-    measured = [stats[uid].median_ms for _, uid in networks]
+    points = [(keep, base_uid), *((v, network_uid(base_uid, slots, v)) for v in variants)]
+    predicted = [raw_prediction_ms(table, slots, v, outside_ms) for v, _ in points]
+    measured = [stats[uid].median_ms for _, uid in points]
     cal = fit_calibration(predicted, measured)
     table.extra.update(
         {
