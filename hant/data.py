@@ -29,11 +29,11 @@ class DataSplits:
 
 HARD_ROTATION_DEG = 20.0
 HARD_SCALE = (0.8, 1.2)
-HARD_NOISE_STD = 0.25
+HARD_NOISE_STD = 0.8
 
 
 def distort(x: torch.Tensor, seed: int) -> torch.Tensor:
-    """Each image rotated by up to ±20°, scaled by 0.8–1.2 and given Gaussian pixel noise (std 0.25
+    """Each image rotated by up to ±20°, scaled by 0.8–1.2 and given Gaussian pixel noise (std 0.8
     of the [0, 1] range), all drawn once from ``seed``: a fixed, harder version of a dataset."""
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
