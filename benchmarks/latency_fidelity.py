@@ -5,7 +5,9 @@ candidate of the zoo, random weights), profiles only what they need (their candi
 outside the slots, and the calibration networks; the persistent cache makes a rerun fast), predicts
 each student from the table, then measures every student end to end, interleaved. The last line
 printed is a JSON object: ``within_5pct``, ``within_10pct`` and ``median_abs_err_pct`` of the
-calibrated prediction, the same for the uncorrected sum (``raw_*``), the calibration's
+calibrated prediction, the same for the uncorrected sum (``raw_*``) and for the prediction
+re-anchored to the machine's current speed (``anchored_*``: scaled by the teacher measured in the
+students' run over the teacher in the table; ``teacher_drift`` is that factor), the calibration's
 leave-one-out error, ``profile_seconds`` and the setting.
 
     flock /tmp/hant-measure.lock .venv/bin/python benchmarks/latency_fidelity.py \\
@@ -75,6 +77,7 @@ def main() -> None:
     profile_seconds = time.perf_counter() - started
 
     nets = [(f"student{i}", assemble(model, options, c), shape) for i, c in enumerate(students)]
+    nets.append(("teacher", model, shape))  # the reference: how fast the machine is now against the table
     started = time.perf_counter()
     bar = ProgressCounter("students", unit="student")
     try:
@@ -85,7 +88,8 @@ def main() -> None:
 
     cal = table.extra["calibration"]
     outside = table.extra["outside_raw_ms"]
-    rows, errs, raw_errs = [], [], []
+    drift = measured["teacher"].median_ms / table.extra["teacher_ms"]
+    errs, raw_errs, anchored_errs = [], [], []
     for (name, _, _), c in zip(nets, students):
         uids = [s.options[k][0] for s, k in zip(options, c)]
         m = measured[name].median_ms
@@ -93,10 +97,9 @@ def main() -> None:
         raw = outside + sum(table.measured_ms(u) for u in uids)
         errs.append(100 * (pred - m) / m)
         raw_errs.append(100 * (raw - m) / m)
-        rows.append({"measured_ms": round(m, 3), "predicted_ms": round(pred, 3), "raw_ms": round(raw, 3)})
-    for row, e in zip(rows, errs):
-        print(f"measured {row['measured_ms']:9.3f} ms  predicted {row['predicted_ms']:9.3f} ms  "
-              f"uncorrected {row['raw_ms']:9.3f} ms  error {e:+6.2f}%", file=sys.stderr)
+        anchored_errs.append(100 * (pred * drift - m) / m)
+        print(f"measured {m:9.3f} ms  predicted {pred:9.3f} ms  uncorrected {raw:9.3f} ms  error {errs[-1]:+6.2f}%  "
+              f"re-anchored to the teacher {anchored_errs[-1]:+6.2f}%", file=sys.stderr)
 
     def share(xs: list[float], pct: float) -> float:
         return round(sum(abs(x) <= pct for x in xs) / len(xs), 4)
@@ -108,6 +111,9 @@ def main() -> None:
         "median_abs_err_pct": round(statistics.median(abs(e) for e in errs), 3),
         "max_abs_err_pct": round(max(abs(e) for e in errs), 3),
         "mean_err_pct": round(statistics.fmean(errs), 3),
+        "teacher_drift": round(drift, 4),
+        "anchored_within_5pct": share(anchored_errs, 5), "anchored_within_10pct": share(anchored_errs, 10),
+        "anchored_median_abs_err_pct": round(statistics.median(abs(e) for e in anchored_errs), 3),
         "raw_within_5pct": share(raw_errs, 5), "raw_within_10pct": share(raw_errs, 10),
         "raw_median_abs_err_pct": round(statistics.median(abs(e) for e in raw_errs), 3),
         "calibration_networks": len(cal["measured_ms"]),

@@ -4,9 +4,10 @@ glibc returns a freed block of more than its (adaptive) mmap threshold to the ke
 back in, page by page, on the next allocation. A convolution block at 112x112 then spends half its
 time in page faults when timed alone, and a different share inside a network, because the
 threshold depends on every allocation made before: block latencies stop adding up, more so at
-larger batches. Measurements therefore run with glibc told to keep freed memory (fixed mmap
-threshold at its 32 MiB maximum, no trimming), as a deployment with jemalloc, tcmalloc or these
-settings runs; the policy is part of the device fingerprint.
+larger batches. Measurements therefore run with glibc told to keep freed memory (no trimming, and
+blocks under 1 GiB from the heap rather than from mmap, where glibc allows it; else its 32 MiB
+maximum), as a deployment with jemalloc, tcmalloc or these settings runs; the policy is part of the
+device fingerprint. It lasts for the life of the measuring process.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 KEEP_FREED = "glibc-keep-freed"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
+_MMAP_THRESHOLDS = (1 << 30, 32 << 20)  # wanted; the limit older glibc versions accept on 64-bit systems
 _applied = False
 
 
@@ -34,7 +35,7 @@ def keep_freed_memory() -> None:
     if _applied or allocator_policy() != KEEP_FREED:
         return
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    if not ok:
+    mmap_ok = any(libc.mallopt(_M_MMAP_THRESHOLD, t) for t in _MMAP_THRESHOLDS)
+    if not (mmap_ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)):
         log.warning("glibc refused the allocator settings for latency measurement; latencies may not add up")
     _applied = True
