@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import LatencyError
 from ..io import hash_obj
-from ..slots import get_submodule, set_submodule
+from ..slots import set_submodule
 from .cache import LatencyCache
 from .calibration import fit_calibration
 from .fingerprint import device_fingerprint
