@@ -18,6 +18,8 @@ from .ops_zoo import CandidateSpec, build_candidate, load_plugins
 from .slots import Slot, get_submodule, set_submodule
 
 ARCH_FORMAT = "hant-student/1"
+PRUNED_FORMAT = "hant-pruned/1"
+"""What ``hant prune`` writes (``hant.prune.save``); ``load_student`` reads both."""
 
 
 def assemble_student(
@@ -76,7 +78,8 @@ def save_student(
 def load_student(path: str | Path) -> nn.Module:
     """Rebuild a saved student from ``path/arch.json`` and load ``path/weights.safetensors``.
 
-    Needs neither the teacher's weights nor the run directory. Returned in eval mode.
+    Needs neither the teacher's weights nor the run directory. Returned in eval mode. A network
+    saved by ``hant prune`` (format ``hant-pruned/1``) loads too.
     """
     from .models import create_model, state_dict_misfit
 
@@ -85,6 +88,10 @@ def load_student(path: str | Path) -> nn.Module:
     if not arch_file.is_file() or not weights_file.is_file():
         raise HantError(f"{str(path)!r} is not a saved student: it needs arch.json and weights.safetensors")
     arch = read_json(arch_file)
+    if arch.get("format") == PRUNED_FORMAT:
+        from .prune.save import load_pruned
+
+        return load_pruned(path)
     if arch.get("format") != ARCH_FORMAT:
         raise HantError(f"{arch_file} has format {arch.get('format')!r}; this hant reads {ARCH_FORMAT!r}")
     if arch["plugins"]:

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
+from hant import load_student
 from hant.cli import main
-from hant.prune.save import load_pruned
 
 RECIPE = {
     "name": "tiny_prune",
@@ -49,5 +49,5 @@ def test_prune_command(tmp_path, capsys, method: str) -> None:
     assert any(n < 128 for n in summary["counts"].values())
     if method == "halp":
         assert [s["step"] for s in summary["steps"]] == [0, 1]
-    net = load_pruned(out)
+    net = load_student(out)  # hant.load_student reads pruned networks too
     assert net(torch.randn(2, 1, 32, 32)).shape == (2, 10)

@@ -8,10 +8,11 @@ from torch import nn
 
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..models import create_model
+from ..student import PRUNED_FORMAT
 from .apply import first_channels, pruned_copy
 from .groups import trace_groups
 
-__all__ = ["load_pruned", "save_pruned"]
+__all__ = ["PRUNED_FORMAT", "load_pruned", "save_pruned"]
 
 
 def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list[str], counts: dict[str, int],
@@ -20,12 +21,13 @@ def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_tensors(path / "weights.safetensors", {k: v.contiguous() for k, v in model.state_dict().items()})
-    write_json(path / "arch.json", {"model": model_desc, "slot_paths": slot_paths, "counts": counts,
-                                    "input_shape": list(input_shape), **(metadata or {})})
+    write_json(path / "arch.json", {"format": PRUNED_FORMAT, "model": model_desc, "slot_paths": slot_paths,
+                                    "counts": counts, "input_shape": list(input_shape), **(metadata or {})})
 
 
 def load_pruned(path: Path) -> nn.Module:
-    """The saved pruned network, in eval mode: the teacher's architecture cut to the saved widths."""
+    """The saved pruned network, in eval mode: the teacher's architecture cut to the saved widths
+    (``hant.load_student`` also reads it)."""
     arch = read_json(Path(path) / "arch.json")
     d = arch["model"]
     net = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"]).eval()
