@@ -1,8 +1,9 @@
 """Linear correction from summed block latencies to whole-network latency, with its leave-one-out error.
 
-Blocks timed alone do not add up exactly to the network they form (each block is timed with its
-input hot in cache and its own allocations recycled; in the network it inherits its neighbour's
-memory state), and the bias grows with the batch size. A few whole networks measured end to end
+Blocks timed alone do not add up exactly to the network they form: with the allocator kept from
+returning memory (see :mod:`.allocator`) the rest is cache and memory-bandwidth state, which a
+block timed alone with a hot input does not share with its neighbours in the network, and the
+load of a shared machine, which differs between runs. A few whole networks measured end to end
 give points (predicted, measured); ``measured ≈ scale · predicted + offset`` is fitted to them by
 least squares on relative error (or only the scale, or nothing, whichever predicts held-out points
 best), and its leave-one-out error says how far a new network's prediction can be trusted.
