@@ -16,15 +16,6 @@ from hant.ops_zoo import CandidateFamily, build_zoo, register_family
 from hant.slots import discover_slots
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: these runs are tiny, and two threads on a busy 2-core machine are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture()
 def test_families(monkeypatch):
     """Register this file's test families in a copy of the registry, so other tests never see them."""

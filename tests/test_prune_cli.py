@@ -1,5 +1,4 @@
-"""`hant prune` end to end on a tiny ResNet: HALP and SP-LAMP meet the budget and save a loadable network
-(one torch thread: two threads on a shared 2-core machine made training steps 50× slower)."""
+"""`hant prune` end to end on a tiny ResNet: HALP and SP-LAMP meet the budget and save a loadable network."""
 from __future__ import annotations
 
 import json
@@ -26,13 +25,6 @@ RECIPE = {
     "prune": {"fractions": [1.0, 0.5, 0.25], "divisor": 4, "steps": 2, "epochs_per_step": 1},
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("method", ["halp", "splamp"])
