@@ -164,6 +164,7 @@ def profile_network(
         {
             "teacher_uid": base_uid,
             "teacher_ms": stats[base_uid].median_ms,
+            "teacher_predicted_ms": cal.apply(predicted[0]),
             "outside_raw_ms": outside_ms,
             "slots_ms": predicted[0] - outside_ms,
             "fixed_ms": max(0.0, cal.apply(outside_ms)),

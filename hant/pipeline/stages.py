@@ -172,10 +172,17 @@ def _specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
     return {slot: by_key[slot][key] for slot, key in choices.items()}
 
 
+def reference_teacher_ms(table: LatencyTable) -> float:
+    """The teacher's latency that relative budgets are fractions of: the table's own prediction
+    of the whole teacher, so that budget 1.0 always admits the teacher and the prediction's
+    remaining bias cancels in the ratio (the measured teacher where a table has no prediction)."""
+    return float(table.extra.get("teacher_predicted_ms", table.extra["teacher_ms"]))
+
+
 def budget_ms(ctx: Context, table: LatencyTable) -> float:
     """The latency budget in milliseconds: absolute, or a fraction of the teacher's latency."""
     cfg = ctx.recipe.search
-    return cfg.budget_ms if cfg.budget_ms is not None else cfg.budget * table.extra["teacher_ms"]
+    return cfg.budget_ms if cfg.budget_ms is not None else cfg.budget * reference_teacher_ms(table)
 
 
 def measured_limit_ms(ctx: Context, budget: float, teacher_ms: float, table: LatencyTable) -> float:
@@ -186,7 +193,7 @@ def measured_limit_ms(ctx: Context, budget: float, teacher_ms: float, table: Lat
     """
     if ctx.recipe.search.budget_ms is not None:
         return budget
-    return budget / table.extra["teacher_ms"] * teacher_ms
+    return budget / reference_teacher_ms(table) * teacher_ms
 
 
 def stage_search(ctx: Context) -> dict:
@@ -226,7 +233,7 @@ def stage_search(ctx: Context) -> dict:
         solver_budget *= limit / student_ms
     result = selection.to_dict()
     result["budget_ms"] = budget
-    result["budget_fraction"] = budget / table.extra["teacher_ms"]
+    result["budget_fraction"] = budget / reference_teacher_ms(table)
     result["verify_rounds"] = rounds
     write_json(ctx.run.selection, result)
     return {
