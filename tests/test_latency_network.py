@@ -68,6 +68,14 @@ def test_the_correction_is_kept_only_where_it_predicts_held_out_networks_better(
     assert scattered.model == "none" and scattered.scale == 1.0
 
 
+def test_a_line_is_not_extrapolated_from_a_narrow_band_of_networks():
+    pred = [25.5, 26.6, 31.0, 34.2, 37.0, 25.9]  # random students: 0.7-1.0x the teacher
+    measured = [27.9, 28.4, 32.7, 31.7, 38.4, 29.8]  # a line through these has a large offset
+    cal = fit_calibration(pred, measured)
+    assert cal.model in ("none", "ratio") and cal.offset_ms == 0.0
+    assert cal.apply(10.0) < 12.0, "a student at a third of the teacher stays near a third"
+
+
 def test_few_points_fit_a_ratio_only():
     cal = fit_calibration([10.0, 20.0], [11.0, 22.0])
     assert cal.model == "ratio" and cal.offset_ms == 0.0 and cal.scale == pytest.approx(1.1) and cal.apply(30.0) == pytest.approx(33.0)

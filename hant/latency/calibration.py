@@ -19,6 +19,11 @@ from ..errors import LatencyError
 
 MIN_POINTS_FOR_LINE = 4
 """Fewer points fit only a ratio (offset 0): two free parameters on three points would follow the noise."""
+MIN_SPAN_FOR_LINE = 2.0
+"""A line is only tried when the slowest calibration network is predicted at least this many times
+the fastest. The search predicts students far faster than random ones; an offset fitted on a
+narrow band extrapolates badly there (fitted on students at 0.7-1.0x the teacher, one line put
+the fastest selection at 0.38x when 0.25x was measured), while a ratio scales with the work."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,10 @@ def _loo_errors(model: str, predicted: Sequence[float], measured: Sequence[float
 def fit_calibration(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> Calibration:
     """Fit the correction on (uncorrected prediction, measured) pairs of whole networks.
 
-    Of no correction, a ratio and a line, the one with the smallest root-mean-square leave-one-out
-    error is kept (ties go to the simpler), so that a correction is only applied where it predicts
-    held-out networks better than plain addition. Needs at least two networks.
+    Of no correction, a ratio and a line (the line only where the points span ``MIN_SPAN_FOR_LINE``),
+    the one with the smallest root-mean-square leave-one-out error is kept (ties go to the simpler),
+    so that a correction is only applied where it predicts held-out networks better than plain
+    addition. Needs at least two networks.
     """
     if len(predicted_ms) != len(measured_ms):
         raise LatencyError("calibration needs as many measured as predicted latencies")
@@ -129,7 +135,11 @@ def fit_calibration(predicted_ms: Sequence[float], measured_ms: Sequence[float])
         raise LatencyError(f"calibration needs at least 2 measured networks, got {len(predicted_ms)}")
     if any(not (x > 0.0 and math.isfinite(x)) for x in [*predicted_ms, *measured_ms]):
         raise LatencyError("calibration latencies must be positive and finite")
-    best = min(MODELS, key=lambda m: (math.fsum(e * e for e in _loo_errors(m, predicted_ms, measured_ms)), MODELS.index(m)))
+    models = MODELS if max(predicted_ms) >= MIN_SPAN_FOR_LINE * min(predicted_ms) else MODELS[:2]
+    def loo_sum_sq(model: str) -> float:
+        return math.fsum(e * e for e in _loo_errors(model, predicted_ms, measured_ms))
+
+    best = min(models, key=lambda m: (loo_sum_sq(m), MODELS.index(m)))
     scale, offset = _fit(best, predicted_ms, measured_ms)
     return Calibration(
         scale, offset, tuple(map(float, predicted_ms)), tuple(map(float, measured_ms)),
