@@ -18,6 +18,7 @@ from ..distributed import is_main
 from ..errors import HantError
 from ..io import hash_obj, read_json, save_tensors, write_json
 from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile_network
+from ..latency.fit import fit_measured
 from ..models import create_model, load_weights
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
@@ -203,34 +204,31 @@ def stage_search(ctx: Context) -> dict:
     cfg, target = ctx.recipe.search, ctx.recipe.target
     table = _latency_table(ctx)
     budget = budget_ms(ctx, table)
-    solver_budget = budget
-    rounds = []
-    selection: Selection | None = None
-    for round_no in range(max(1, cfg.verify_rounds)):
+    predicted: list[float] = []
+
+    def build(solver_budget: float) -> tuple[Selection, torch.nn.Module]:
         selection = solve(_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
+        predicted.append(selection.predicted_latency_ms)
         specs = _specs(ctx, selection.choices)
-        student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
-        measured = measure(
-            [("teacher", ctx.teacher, ctx.input_shape), ("student", student, ctx.input_shape)],
-            target,
-            rel_precision=ctx.recipe.profile.rel_precision,
-            time_budget_s=ctx.recipe.profile.time_budget_s,
-        )
-        student_ms, teacher_ms = measured["student"].median_ms, measured["teacher"].median_ms
-        limit = measured_limit_ms(ctx, budget, teacher_ms, table) * (1 - cfg.margin)
-        rounds.append(
-            {
-                "solver_budget_ms": solver_budget,
-                "predicted_ms": selection.predicted_latency_ms,
-                "measured_student_ms": student_ms,
-                "measured_teacher_ms": teacher_ms,
-                "limit_ms": limit,
-            }
-        )
-        log.info("search round %d: student measured %.3f ms, limit %.3f ms", round_no, student_ms, limit)
-        if student_ms <= limit:
-            break
-        solver_budget *= limit / student_ms
+        return selection, assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
+
+    fit = fit_measured(
+        build, ctx.teacher, ctx.input_shape, target, budget,
+        lambda teacher_ms: measured_limit_ms(ctx, budget, teacher_ms, table) * (1 - cfg.margin),
+        rounds=cfg.verify_rounds,
+        rel_precision=ctx.recipe.profile.rel_precision, time_budget_s=ctx.recipe.profile.time_budget_s,
+    )
+    selection = fit.result
+    rounds = [
+        {
+            "solver_budget_ms": r["budget_ms"],
+            "predicted_ms": p,
+            "measured_student_ms": r["student_ms"],
+            "measured_teacher_ms": r["teacher_ms"],
+            "limit_ms": r["limit_ms"],
+        }
+        for r, p in zip(fit.rounds, predicted)
+    ]
     result = selection.to_dict()
     result["budget_ms"] = budget
     result["budget_fraction"] = budget / reference_teacher_ms(table)

@@ -1,17 +1,14 @@
-"""Close the loop on measured latency: tighten the solver's budget until the network, measured end
-to end beside the teacher, fits (the same rule as the search stage's verify rounds)."""
+"""Fit a pruned network to its budget on measured latency (``hant.latency.fit``), the rule the
+search stage uses: a fraction of the teacher measured beside it, less a noise margin."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..errors import InfeasibleBudgetError
-from ..latency import LatencyTarget, measure
-
-log = logging.getLogger(__name__)
+from ..latency import LatencyTarget
+from ..latency.fit import fit_measured as fit_to_limit
 
 __all__ = ["Fit", "fit_measured"]
 
@@ -40,22 +37,14 @@ def fit_measured(
     ``fraction`` of the teacher measured beside it (less ``margin``), scale the budget down by the
     excess and build again. When the budget falls below the fastest network the widths allow, that
     network is the last round (and may stay over: the rounds record it)."""
-    budget = fraction * predicted_teacher_ms
-    fit = Fit(teacher)
-    floor = False
-    for r in range(max(1, rounds)):
-        try:
-            model = build(budget)
-        except InfeasibleBudgetError as e:
-            budget, floor = e.min_latency_ms, True
-            model = build(budget)
-        stats = measure([("teacher", teacher, input_shape), ("student", model, input_shape)], target, **measure_kwargs)
-        student_ms, teacher_ms = stats["student"].median_ms, stats["teacher"].median_ms
-        limit = fraction * teacher_ms * (1 - margin)
-        fit.model = model
-        fit.rounds.append({"budget_ms": budget, "student_ms": student_ms, "teacher_ms": teacher_ms, "limit_ms": limit})
-        log.info("fit round %d: student %.3f ms, limit %.3f ms", r, student_ms, limit)
-        if student_ms <= limit or floor:
-            break
-        budget *= limit / student_ms
-    return fit
+
+    def build_network(budget: float) -> tuple[nn.Module, nn.Module]:
+        model = build(budget)
+        return model, model
+
+    fit = fit_to_limit(
+        build_network, teacher, input_shape, target, fraction * predicted_teacher_ms,
+        lambda teacher_ms: fraction * teacher_ms * (1 - margin),
+        rounds=rounds, stop_at_floor=True, **measure_kwargs,
+    )
+    return Fit(fit.result, fit.rounds)
