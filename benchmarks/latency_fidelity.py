@@ -3,7 +3,8 @@
 Builds ``--students`` random students of ``--model`` (every slot filled by a uniformly random
 candidate of the zoo, random weights), profiles only what they need (their candidates, the part
 outside the slots, and the calibration networks; the persistent cache makes a rerun fast), predicts
-each student from the table, then measures every student end to end, interleaved. The last line
+each student from the table, then measures every student end to end, interleaved, for at least
+``--min-time`` seconds (the calibration networks too). The last line
 printed is a JSON object: ``within_5pct``, ``within_10pct`` and ``median_abs_err_pct`` of the
 calibrated prediction, the same for the uncorrected sum (``raw_*``) and for the prediction
 re-anchored to the machine's current speed (``anchored_*``: scaled by the teacher measured in the
@@ -46,6 +47,9 @@ def main() -> None:
     p.add_argument("--calibration-networks", type=int, default=6)
     p.add_argument("--rel-precision", type=float, default=0.02)
     p.add_argument("--time-budget", type=float, default=240.0, help="seconds for each of the two measurements")
+    p.add_argument("--min-time", type=float, default=60.0,
+                   help="seconds the whole networks (the calibration's, then the students) are timed for at least, "
+                        "so that their medians average the machine's slow wander instead of catching seconds of it")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     enable_progress(sys.stderr.isatty())
@@ -71,6 +75,7 @@ def main() -> None:
             base_uid=f"network:{args.model}:{hash_obj(list(shape))}",
             calibration_networks=args.calibration_networks, only=needed, seed=args.seed,
             on_progress=bar, rel_precision=args.rel_precision, time_budget_s=args.time_budget,
+            calibration_time_s=args.min_time,
         )
     finally:
         bar.close()
@@ -81,7 +86,8 @@ def main() -> None:
     started = time.perf_counter()
     bar = ProgressCounter("students", unit="student")
     try:
-        measured = measure(nets, target, rel_precision=args.rel_precision, time_budget_s=args.time_budget, on_round=bar)
+        measured = measure(nets, target, rel_precision=args.rel_precision, time_budget_s=args.time_budget,
+                           min_time_s=args.min_time, on_round=bar)
     finally:
         bar.close()
     measure_seconds = time.perf_counter() - started

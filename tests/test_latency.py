@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing as mp
 import sys
+import time
 
 import pytest
 import torch
@@ -108,6 +109,21 @@ def test_measure_leaves_modules_and_threads_as_they_were():
     measure([("m", module, (8, 16, 16))], LatencyTarget(threads=1), **FAST)
     assert torch.get_num_threads() == threads
     assert module.training and module[0].training and not module[1].training
+
+
+def test_min_time_keeps_rounds_going_after_convergence():
+    kwargs = dict(FAST, rel_precision=0.5, max_reps=100_000)
+    started = time.perf_counter()
+    quick = measure([("relu", nn.ReLU(), (4,))], CPU, **kwargs)["relu"]
+    quick_s = time.perf_counter() - started
+    started = time.perf_counter()
+    slow = measure([("relu", nn.ReLU(), (4,))], CPU, min_time_s=1.0, **kwargs)["relu"]
+    assert time.perf_counter() - started >= 1.0 > quick_s
+    assert slow.reps > quick.reps
+    # converged, then stopped by the budget that min_time_s reaches: a result, not a failure
+    assert measure([("relu", nn.ReLU(), (4,))], CPU, min_time_s=kwargs["time_budget_s"], **kwargs)["relu"].reps > 0
+    with pytest.raises(LatencyError, match="min_time_s <= time_budget_s"):
+        measure([("relu", nn.ReLU(), (4,))], CPU, min_time_s=2.0, **kwargs)
 
 
 def test_measure_rejects_duplicate_names():

@@ -14,7 +14,7 @@ TINY_RECIPE = {
     },
     "target": {"batch_size": 8, "threads": 1},
     "zoo": {"families": {"identity": {}, "pruned": {"widths": [0.5]}, "conv_bn_act": {"kernels": [3]}}},
-    "profile": {"rel_precision": 0.1, "time_budget_s": 5},
+    "profile": {"rel_precision": 0.1, "time_budget_s": 5, "calibration_time_s": 0.5},
     "distill": {"epochs": 1},
     "search": {"budget": 0.9, "verify_rounds": 2},
     "finetune": {"epochs": 2},

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..io import hash_obj
 from ..latency import LatencyCache, LatencyTarget, profile_network
 from ..latency.fingerprint import describe_fingerprint
+from ..latency.network import CALIBRATION_TIME_S
 from ..latency.runtime import check_target
 from ..ops_zoo import build_zoo
 from ..pipeline.profiling import slot_options
@@ -25,7 +26,7 @@ from .pipeline import STAGE_HELP, add_stage_arguments, cmd_stage
 from .zoo import _families, _model_and_input
 
 MODEL_ONLY = ("out", "batch_size", "backend", "device", "dtype", "threads", "input_size", "families",
-              "memory_format", "calibration_networks", "time_budget")
+              "memory_format", "calibration_networks", "calibration_time", "time_budget")
 
 
 def cmd_model_profile(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def cmd_model_profile(args: argparse.Namespace) -> int:
             model, shape, options, target, cache,
             base_uid=f"network:{args.model_or_run}:{hash_obj(list(shape))}",
             calibration_networks=args.calibration_networks,
+            calibration_time_s=args.calibration_time,
             on_progress=bar,
             time_budget_s=args.time_budget,
         )
@@ -83,6 +85,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ConfigError(f"run directory {args.model_or_run} does not exist; pass an existing one or a timm model name")
     args.calibration_networks = 6 if args.calibration_networks is None else args.calibration_networks
     args.time_budget = 120.0 if args.time_budget is None else args.time_budget
+    args.calibration_time = CALIBRATION_TIME_S if args.calibration_time is None else args.calibration_time
     return cmd_model_profile(args)
 
 
@@ -106,6 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--input-size", metavar="SIZE", help="224, HxW or C,H,W (default: the model's pretrained_cfg size)")
     g.add_argument("--families", action="append", metavar="NAMES", help="comma-separated families (default: all)")
     g.add_argument("--calibration-networks", type=int, help="random students measured end to end (default 6)")
+    g.add_argument("--calibration-time", type=float,
+                   help=f"seconds those students are timed for at least (default {CALIBRATION_TIME_S:g})")
     g.add_argument("--time-budget", type=float, help="seconds the measurement may take (default 120)")
     g.add_argument("--out", help="where to write the table (default latency-MODEL.json)")
     p.set_defaults(func=cmd_profile)

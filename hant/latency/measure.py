@@ -5,6 +5,11 @@ then items are timed in rounds, each round timing every item once in a fresh ran
 slow drift (frequency scaling, neighbours on a shared machine) hits all items alike. Rounds stop when
 the distribution-free confidence interval of every item's median is within ``rel_precision`` of
 that median, or at ``max_reps`` rounds, or when the time budget is spent (never before ``min_reps``).
+
+That interval treats samples as independent, but a shared machine's speed wanders over tens of
+seconds (the same network's median moved by 6 % between consecutive 12-second windows on the
+development VM), so a median that converged in a few seconds is precise about those seconds only.
+``min_time_s`` keeps the rounds going at least that long, so that a median averages the wander.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ __all__ = ["LatencyStat", "measure"]
 log = logging.getLogger(__name__)
 
 MAX_INNER = 100_000
+MEASURE_TIME_BUDGET_S = 120.0
+"""Default ``time_budget_s`` of :func:`measure`."""
 
 
 @contextlib.contextmanager
@@ -90,7 +97,7 @@ def _inner_for(per_call_s: float, min_sample_s: float) -> int:
 
 
 def _check_args(names: list[str], rel_precision: float, min_reps: int, max_reps: int, warmup: int,
-                confidence: float) -> None:
+                confidence: float, min_time_s: float, time_budget_s: float) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -102,6 +109,10 @@ def _check_args(names: list[str], rel_precision: float, min_reps: int, max_reps:
         raise LatencyError(f"need 1 <= min_reps <= max_reps, got min_reps={min_reps}, max_reps={max_reps}")
     if warmup < 0:
         raise LatencyError(f"warmup must be zero or more calls, not {warmup}")
+    if not 0.0 <= min_time_s <= time_budget_s:
+        raise LatencyError(
+            f"need 0 <= min_time_s <= time_budget_s, got min_time_s={min_time_s}, time_budget_s={time_budget_s}"
+        )
     if not 0.5 <= confidence < 1.0:
         raise LatencyError(f"confidence must lie in [0.5, 1), not {confidence}")
 
@@ -113,7 +124,8 @@ def measure(
     rel_precision: float = 0.02,
     min_reps: int = 8,
     max_reps: int = 300,
-    time_budget_s: float = 120.0,
+    time_budget_s: float = MEASURE_TIME_BUDGET_S,
+    min_time_s: float = 0.0,
     warmup: int = 5,
     min_sample_ms: float = 2.0,
     confidence: float = 0.95,
@@ -127,11 +139,13 @@ def measure(
     (restored afterwards; the caller's modules keep their device, dtype and training flags).
     Each sample averages enough calls to last ``min_sample_ms``; stats are in ms per call.
     ``time_budget_s`` counts from the call, export and warm-up included; ``min_reps`` rounds are
-    always taken. ``on_round(converged, total)`` is called after every round.
+    always taken, and rounds go on until ``min_time_s`` after the call (at most ``max_reps``) even
+    after every median has converged.
+    ``on_round(converged, total)`` is called after every round.
     Returns name -> LatencyStat in the order of ``items``.
     """
     names = [name for name, _, _ in items]
-    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence)
+    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence, min_time_s, time_budget_s)
     check_target(target)
     if not items:
         return {}
@@ -155,6 +169,7 @@ def measure(
             samples = _timed_rounds(
                 names, runners, t_start,
                 rel_precision=rel_precision, min_reps=min_reps, max_reps=max_reps, time_budget_s=time_budget_s,
+                min_time_s=min_time_s,
                 warmup=warmup, min_sample_s=min_sample_ms / 1e3, confidence=confidence, seed=seed,
                 on_round=on_round,
             )
@@ -173,6 +188,7 @@ def _timed_rounds(
     min_reps: int,
     max_reps: int,
     time_budget_s: float,
+    min_time_s: float,
     warmup: int,
     min_sample_s: float,
     confidence: float,
@@ -200,7 +216,7 @@ def _timed_rounds(
     with _gc_paused():
         while rounds < max_reps:
             if rounds >= min_reps:
-                if all(w <= rel_precision for w in widths):
+                if all(w <= rel_precision for w in widths) and time.perf_counter() - t_start >= min_time_s:
                     stop_reason = ""
                     break
                 if time.perf_counter() - t_start + last_round_s > time_budget_s:
@@ -216,7 +232,7 @@ def _timed_rounds(
             if on_round is not None:
                 on_round(sum(w <= rel_precision for w in widths), n)
     elapsed = time.perf_counter() - t_start
-    if rounds >= max_reps and all(w <= rel_precision for w in widths):
+    if all(w <= rel_precision for w in widths):  # converged, and stopped by the cap on rounds or time only
         stop_reason = ""
     if stop_reason:
         loose = [i for i in range(n) if widths[i] > rel_precision]

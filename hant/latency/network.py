@@ -21,10 +21,13 @@ from ..slots import set_submodule
 from .cache import LatencyCache
 from .calibration import fit_calibration
 from .fingerprint import device_fingerprint
+from .measure import MEASURE_TIME_BUDGET_S
 from .table import LatencyTable, ModuleOrFactory, profile
 from .target import LatencyTarget
 
 OUTSIDE_SUFFIX = ":outside-slots"
+CALIBRATION_TIME_S = 30.0
+"""Default seconds the whole networks are timed for at least (see :func:`profile_network`)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def profile_network(
     *,
     base_uid: str,
     calibration_networks: int = 6,
+    calibration_time_s: float = CALIBRATION_TIME_S,
     only: set[str] | None = None,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
@@ -118,7 +122,9 @@ def profile_network(
 ) -> tuple[LatencyTable, int]:
     """Measure (or read from ``cache``) every option, the part outside the slots, ``model`` itself and
     ``calibration_networks`` random variants; fit the calibration. Options and the outside part are
-    timed interleaved in one run, the whole networks interleaved in a second.
+    timed interleaved in one run, the whole networks interleaved in a second that lasts at least
+    ``calibration_time_s`` (at most the time budget): their medians converge in 3-7 s, but the
+    table's absolute level rests on them, and a shared machine's speed wanders over tens of seconds.
 
     ``only`` restricts the options measured (besides those the calibration variants use) to these
     uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
@@ -149,7 +155,9 @@ def profile_network(
     # Whole networks are timed in a run of their own, as a network is timed end to end (among
     # networks, not among hundreds of small blocks), so the calibration maps one to the other.
     stats, hits = profile(parts, target, cache, on_progress=progress(0), **measure_kwargs)
-    net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **measure_kwargs)
+    budget = measure_kwargs.get("time_budget_s", MEASURE_TIME_BUDGET_S)
+    net_kwargs = {**measure_kwargs, "min_time_s": min(max(0.0, calibration_time_s), budget)}
+    net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **net_kwargs)
     stats.update(net_stats)
     hits += net_hits
 

@@ -96,6 +96,7 @@ def stage_profile(ctx: Context) -> dict:
             LatencyCache(),
             base_uid=f"{TEACHER_UID}:{hash_obj(ctx.model_desc)}",
             calibration_networks=cfg.calibration_networks,
+            calibration_time_s=cfg.calibration_time_s,
             seed=ctx.recipe.seed,
             on_progress=bar,
             rel_precision=cfg.rel_precision,
