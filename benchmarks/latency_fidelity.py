@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--calibration-networks", type=int, default=6)
     p.add_argument("--rel-precision", type=float, default=0.02)
     p.add_argument("--time-budget", type=float, default=240.0, help="seconds for each of the two measurements")
-    p.add_argument("--min-time", type=float, default=60.0,
+    p.add_argument("--min-time", type=float, default=0.0,
                    help="seconds the whole networks (the calibration's, then the students) are timed for at least, "
                         "so that their medians average the machine's slow wander instead of catching seconds of it")
     p.add_argument("--seed", type=int, default=0)

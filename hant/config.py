@@ -99,7 +99,7 @@ class ProfileConfig:
     calibration_networks: int = 6
     """Random students measured end to end (besides the teacher) to calibrate the whole-network
     prediction; at least 1."""
-    calibration_time_s: float = 30.0
+    calibration_time_s: float = 0.0
     """Seconds those whole networks are timed for at least (at most ``time_budget_s``), so that the
     table's absolute level averages the machine's slow wander."""
 

@@ -26,7 +26,7 @@ from .table import LatencyTable, ModuleOrFactory, profile
 from .target import LatencyTarget
 
 OUTSIDE_SUFFIX = ":outside-slots"
-CALIBRATION_TIME_S = 30.0
+CALIBRATION_TIME_S = 0.0
 """Default seconds the whole networks are timed for at least (see :func:`profile_network`)."""
 
 
