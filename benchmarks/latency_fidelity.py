@@ -28,7 +28,7 @@ import torch
 
 from hant.io import hash_obj
 from hant.latency import LatencyCache, LatencyTarget, measure, profile_network
-from hant.latency.network import assemble
+from hant.latency.network import CALIBRATION_NETWORKS, assemble
 from hant.models import create_model
 from hant.ops_zoo import build_zoo, default_families
 from hant.pipeline.profiling import slot_options
@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--calibration-networks", type=int, default=6)
+    p.add_argument("--calibration-networks", type=int, default=CALIBRATION_NETWORKS)
     p.add_argument("--rel-precision", type=float, default=0.02)
     p.add_argument("--time-budget", type=float, default=240.0, help="seconds for each of the two measurements")
     p.add_argument("--min-time", type=float, default=0.0,

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
 from .latency.target import LatencyTarget
 
 
@@ -96,10 +97,10 @@ class ProfileConfig:
     """Stop once each median is known to this relative precision (95% confidence)."""
     time_budget_s: float = 60.0
     """Cap on the seconds spent measuring one batch of candidates."""
-    calibration_networks: int = 6
+    calibration_networks: int = CALIBRATION_NETWORKS
     """Random students measured end to end (besides the teacher) to calibrate the whole-network
     prediction; at least 1."""
-    calibration_time_s: float = 0.0
+    calibration_time_s: float = CALIBRATION_TIME_S
     """Seconds those whole networks are timed for at least (at most ``time_budget_s``), so that the
     table's absolute level averages the machine's slow wander."""
 

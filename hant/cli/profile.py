@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..io import hash_obj
 from ..latency import LatencyCache, LatencyTarget, profile_network
 from ..latency.fingerprint import describe_fingerprint
-from ..latency.network import CALIBRATION_TIME_S
+from ..latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
 from ..latency.runtime import check_target
 from ..ops_zoo import build_zoo
 from ..pipeline.profiling import slot_options
@@ -83,7 +83,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return cmd_stage(args)
     if "/" in args.model_or_run or args.model_or_run.startswith("."):
         raise ConfigError(f"run directory {args.model_or_run} does not exist; pass an existing one or a timm model name")
-    args.calibration_networks = 6 if args.calibration_networks is None else args.calibration_networks
+    if args.calibration_networks is None:
+        args.calibration_networks = CALIBRATION_NETWORKS
     args.time_budget = 120.0 if args.time_budget is None else args.time_budget
     args.calibration_time = CALIBRATION_TIME_S if args.calibration_time is None else args.calibration_time
     return cmd_model_profile(args)
@@ -108,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=int, help="CPU threads (default 1)")
     g.add_argument("--input-size", metavar="SIZE", help="224, HxW or C,H,W (default: the model's pretrained_cfg size)")
     g.add_argument("--families", action="append", metavar="NAMES", help="comma-separated families (default: all)")
-    g.add_argument("--calibration-networks", type=int, help="random students measured end to end (default 6)")
+    g.add_argument("--calibration-networks", type=int,
+                   help=f"random students measured end to end (default {CALIBRATION_NETWORKS})")
     g.add_argument("--calibration-time", type=float,
                    help=f"seconds those students are timed for at least (default {CALIBRATION_TIME_S:g})")
     g.add_argument("--time-budget", type=float, help="seconds the measurement may take (default 120)")

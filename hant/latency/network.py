@@ -26,6 +26,15 @@ from .table import LatencyTable, ModuleOrFactory, profile
 from .target import LatencyTarget
 
 OUTSIDE_SUFFIX = ":outside-slots"
+CALIBRATION_NETWORKS = 24
+"""Default number of random students measured end to end (besides the teacher) for the calibration.
+
+The table's absolute level rests on these networks, and on the development VM a network timed in a
+run of 7 measured 3 % slower (median) than the same network in a run of 31 (paired runs alternating
+in one process; ``benchmarks/latency_run_size.py``). With 6, the batch-1 fidelity benchmark
+predicted students 4 % too slow on average and met ``within_10pct >= 0.9`` in 8 of 13 runs; with
+24, in 3 of 3 (mean error -3.5 to +2.2 %). The extra points also pin the fitted line down over a
+wider range of students."""
 CALIBRATION_TIME_S = 0.0
 """Default seconds the whole networks are timed for at least (see :func:`profile_network`)."""
 
@@ -113,7 +122,7 @@ def profile_network(
     cache: LatencyCache | None,
     *,
     base_uid: str,
-    calibration_networks: int = 6,
+    calibration_networks: int = CALIBRATION_NETWORKS,
     calibration_time_s: float = CALIBRATION_TIME_S,
     only: set[str] | None = None,
     seed: int = 0,
