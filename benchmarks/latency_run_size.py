@@ -65,7 +65,7 @@ def main() -> None:
     per_network = [statistics.median(col) for col in zip(*ratios)]
     print(json.dumps({
         "model": args.model, "batch_size": args.batch_size, "small_run": len(small), "large_run": len(large),
-        "reps": args.reps, "median_ratio_per_network": dict(zip(names, map(lambda r: round(r, 4), per_network))),
+        "reps": args.reps, "median_ratio_per_network": {n: round(r, 4) for n, r in zip(names, per_network)},
         "median_ratio": round(statistics.median(r for row in ratios for r in row), 4),
         "reps_with_median_ratio_above_1": sum(statistics.median(row) > 1 for row in ratios),
     }))
