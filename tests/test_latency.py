@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -24,6 +25,7 @@ from hant.latency import (
     profile,
 )
 from hant.latency.stats import median_ci_ranks, relative_ci_halfwidth
+from hant.search import CandidateCost, Problem, SlotChoices, solve
 
 measure_mod = importlib.import_module("hant.latency.measure")
 
@@ -283,6 +285,28 @@ def test_table_round_trip_and_compatibility(tmp_path):
         back.check_compatible(LatencyTarget(batch_size=4), fp)
     with pytest.raises(LatencyError):
         back.latency_ms("missing")
+
+
+def test_table_prediction_is_the_sum_the_search_checks():
+    """Seven times 0.1 sums to 0.7 left to right but to 0.7000000000000001 correctly rounded. The table
+    predicts with the same correctly rounded sum the search checks, so a budget of exactly the
+    teacher's prediction admits the teacher."""
+    stat = lambda ms: LatencyStat(ms, ms, ms, 5)  # noqa: E731
+    names = [f"k{i}" for i in range(6)]
+    table = LatencyTable(CPU, device_fingerprint(CPU), {**{n: stat(0.1) for n in names}, "fast": stat(0.05)},
+                         {"fixed_ms": 0.1})
+    predicted = table.predict_ms(names)
+    assert predicted == math.fsum([0.1] * 7) > 0.1 + sum([0.1] * 6)
+    problem = Problem(
+        tuple(
+            SlotChoices(n, (CandidateCost("keep", table.latency_ms(n), 0.0), CandidateCost("fast", table.latency_ms("fast"), 1.0)))
+            for n in names
+        ),
+        budget_ms=predicted,
+        fixed_latency_ms=table.extra["fixed_ms"],
+    )
+    selection = solve(problem)
+    assert set(selection.choices.values()) == {"keep"} and selection.total_score == 0.0
 
 
 def test_table_rejects_foreign_files(tmp_path):

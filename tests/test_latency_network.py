@@ -130,6 +130,7 @@ def test_profile_network_predicts_the_network_and_hits_the_cache(tmp_path):
     assert table.predict_ms(["keep1", "keep2"]) == pytest.approx(
         cal["scale"] * cal["predicted_ms"][0] + cal["offset_ms"], rel=1e-6, abs=1e-6
     ) or x["fixed_ms"] == 0.0
+    assert x["teacher_predicted_ms"] == table.predict_ms(["keep1", "keep2"])  # exactly: budget 1.0 admits it
     again, hits2 = profile_network(model, (3, 16, 16), slots, target, cache, base_uid="network:tiny",
                                    calibration_networks=4, **FAST)
     assert hits2 == len(again.entries) and again.entries == table.entries

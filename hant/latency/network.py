@@ -181,7 +181,6 @@ def profile_network(
         {
             "teacher_uid": base_uid,
             "teacher_ms": stats[base_uid].median_ms,
-            "teacher_predicted_ms": cal.apply(predicted[0]),
             "outside_raw_ms": outside_ms,
             "slots_ms": predicted[0] - outside_ms,
             "fixed_ms": max(0.0, cal.apply(outside_ms)),
@@ -189,4 +188,8 @@ def profile_network(
             "calibration": cal.to_dict(),
         }
     )
+    # The table's own sum, bit for bit what the search computes for the all-keep selection, so that a
+    # budget of exactly this admits the teacher (cal.apply(predicted[0]) can differ by an ulp, or by
+    # the clamp on fixed_ms).
+    table.extra["teacher_predicted_ms"] = table.predict_ms(s.options[0][0] for s in slots)
     return table, hits

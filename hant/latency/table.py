@@ -5,6 +5,7 @@ Also ``profile``: measure what the persistent cache lacks and fill the cache.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
@@ -61,8 +62,10 @@ class LatencyTable:
         return self.block_scale * self.measured_ms(uid)
 
     def predict_ms(self, uids: Iterable[str]) -> float:
-        """Predicted latency of the whole network whose slots hold these candidates."""
-        return float(self.extra.get("fixed_ms", 0.0)) + sum(self.latency_ms(uid) for uid in uids)
+        """Predicted latency of the whole network whose slots hold these candidates: the correctly
+        rounded sum (``math.fsum``) of ``extra["fixed_ms"]`` and their :meth:`latency_ms`, the same
+        float the search computes for that selection."""
+        return math.fsum([float(self.extra.get("fixed_ms", 0.0)), *(self.latency_ms(uid) for uid in uids)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
