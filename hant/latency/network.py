@@ -33,8 +33,8 @@ The table's absolute level rests on these networks, and on the development VM a 
 run of 7 measured 3 % slower (median) than the same network in a run of 31 (paired runs alternating
 in one process; ``benchmarks/latency_run_size.py``). With 6, the batch-1 fidelity benchmark
 predicted students 4 % too slow on average and met ``within_10pct >= 0.9`` in 8 of 13 runs; with
-24, in 3 of 3 (mean error -3.5 to +2.2 %). The extra points also pin the fitted line down over a
-wider range of students."""
+24, in 5 of 5 at batch 1 and 3 of 3 at batch 8 (mean error -4.2 to +2.2 %). The extra points also
+pin the fitted line down over a wider range of students."""
 CALIBRATION_TIME_S = 0.0
 """Default seconds the whole networks are timed for at least (see :func:`profile_network`)."""
 
