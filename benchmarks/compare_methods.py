@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = measure(items, recipe.target, rel_precision=0.02, time_budget_s=240)
     test = ctx.eval_loader("test")
     teacher_row = {"accuracy": evaluate(teacher, test), "measured_latency_ms": stats["teacher"].median_ms,
-                   "predicted_latency_ms": space.teacher_ms}
+                   "predicted_latency_ms": space.predicted_teacher_ms}
     results: dict[str, dict] = {}
     for (m, b), net in students.items():
         results.setdefault(m, {})[f"{b:g}"] = {

@@ -99,6 +99,19 @@ def test_splamp_meets_budget_and_prunes_least_at_loose_budgets(resnet) -> None:
     assert min(tight.values()) >= 8  # every layer keeps at least one neuron group
 
 
+def test_budgets_are_fractions_of_the_tables_teacher(resnet) -> None:
+    """Blocks timed alone that add up to more than the measured teacher leave no outside part; a
+    budget of 1.0 times the table's own teacher still keeps every channel."""
+    model, x, slots, graph = resnet
+    space = macs_space(model, x, slots, graph)
+    assert space.predicted_teacher_ms == pytest.approx(space.teacher_ms)
+    space.teacher_ms = 0.5 * space.teacher_ms
+    assert space.fixed_ms() == 0.0 and space.predicted_teacher_ms > space.teacher_ms
+    scores = lamp_filter_scores(model, graph.groups.values())
+    assert splamp_counts(space, scores, space.predicted_teacher_ms) == space.full_counts()
+    assert splamp_counts(space, scores, space.teacher_ms) != space.full_counts()
+
+
 def test_lamp_filter_scores_are_per_layer_normalised(resnet) -> None:
     model, x, slots, graph = resnet
     inner = graph.inner("layer1.0")[0]

@@ -67,7 +67,7 @@ def prune_to_budget(
 
     def fit(build):
         result = fit_measured(
-            build, teacher, input_shape, recipe.target, fraction, space.teacher_ms,
+            build, teacher, input_shape, recipe.target, fraction, space.predicted_teacher_ms,
             margin=recipe.search.margin, rounds=recipe.search.verify_rounds,
             rel_precision=recipe.profile.rel_precision, time_budget_s=recipe.profile.time_budget_s,
         )
@@ -79,7 +79,7 @@ def prune_to_budget(
         ft = recipe.finetune
         sched = HalpSchedule(steps=cfg.steps, epochs_per_step=cfg.epochs_per_step, lr=ft.lr,
                              weight_decay=ft.weight_decay, kd_alpha=ft.kd_alpha, kd_temperature=ft.kd_temperature)
-        model = halp_prune(teacher, space, example, train_loader, fraction * space.teacher_ms, sched,
+        model = halp_prune(teacher, space, example, train_loader, fraction * space.predicted_teacher_ms, sched,
                            augment=augment, fit_last=fit)
         history = sched.history
     else:

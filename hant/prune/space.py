@@ -171,6 +171,16 @@ class PruneSpace:
         streams = sum(self.stream_ms(g, 0) for g in self.streams())
         return max(0.0, self.teacher_ms - slots - streams)
 
+    @property
+    def predicted_teacher_ms(self) -> float:
+        """The lookup table's latency of the unpruned teacher: what budget fractions are fractions of.
+
+        It equals :attr:`teacher_ms` unless the slots and streams timed alone add up to more than the
+        whole teacher (the clamp in :meth:`fixed_ms`); a budget taken from the measured teacher would
+        then prune even at fraction 1.0.
+        """
+        return self.predict_ms(self.full_counts())
+
     def predict_ms(self, counts: Mapping[str, int]) -> float:
         """Lookup-table latency of the network whose groups keep ``counts`` channels."""
         total = [self.fixed_ms()]
