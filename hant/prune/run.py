@@ -72,7 +72,7 @@ def prune_to_budget(
             rel_precision=recipe.profile.rel_precision, time_budget_s=recipe.profile.time_budget_s,
         )
         rounds.extend(result.rounds)
-        return result.model
+        return result.result
 
     history: list[dict] = []
     if cfg.method == "halp":

@@ -3,22 +3,14 @@ search stage uses: a fraction of the teacher measured beside it, less a noise ma
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..latency import LatencyTarget
+from ..latency.fit import MeasuredFit
 from ..latency.fit import fit_measured as fit_to_limit
 
-__all__ = ["Fit", "fit_measured"]
-
-
-@dataclass
-class Fit:
-    """The network that fit (or the last tried), with each round's numbers."""
-
-    model: nn.Module
-    rounds: list[dict] = field(default_factory=list)
+__all__ = ["fit_measured"]
 
 
 def fit_measured(
@@ -32,7 +24,7 @@ def fit_measured(
     margin: float = 0.03,
     rounds: int = 4,
     **measure_kwargs,
-) -> Fit:
+) -> MeasuredFit[nn.Module]:
     """Build at ``fraction`` of the predicted teacher latency; while the measured student exceeds
     ``fraction`` of the teacher measured beside it (less ``margin``), scale the budget down by the
     excess and build again. When the budget falls below the fastest network the widths allow, that
@@ -42,9 +34,8 @@ def fit_measured(
         model = build(budget)
         return model, model
 
-    fit = fit_to_limit(
+    return fit_to_limit(
         build_network, teacher, input_shape, target, fraction * predicted_teacher_ms,
         lambda teacher_ms: fraction * teacher_ms * (1 - margin),
         rounds=rounds, stop_at_floor=True, **measure_kwargs,
     )
-    return Fit(fit.result, fit.rounds)
