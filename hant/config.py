@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .deploy.plan import PrecisionPlan
+from .errors import ConfigError, DeployError
 from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
-from .latency.target import LatencyTarget
+from .latency.target import DTYPES, LatencyTarget
 
 
 @dataclass
@@ -87,6 +88,15 @@ class ZooConfig:
     """Family name → its options; ``keep`` is always candidate 0."""
     plugins: list = field(default_factory=list)
     """Python files or modules to import first, registering the user's own families."""
+    precisions: list = field(default_factory=list)
+    """Precisions every candidate is also offered in besides ``target.dtype`` (e.g. ``[int8]`` on an
+    OpenVINO float32 target): a slot's candidate is then an (operation, precision) pair, measured and
+    scored as the runtime runs it, and the integer program may return a mixed-precision student."""
+
+    def __post_init__(self) -> None:
+        for p in self.precisions:
+            if p not in DTYPES:
+                raise ConfigError(f"zoo.precisions has unknown precision {p!r}; choose from {list(DTYPES)}")
 
 
 @dataclass
@@ -260,11 +270,26 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def check_precisions(recipe: Recipe) -> None:
+    """Raise ConfigError unless the target's backend runs every precision of ``zoo.precisions`` as a
+    per-slot choice beside ``target.dtype``."""
+    target = recipe.target
+    for p in recipe.zoo.precisions:
+        if p == target.dtype:
+            continue
+        try:
+            dataclasses.replace(target, dtype=p)
+            PrecisionPlan.of(target.dtype, {"slot": p})
+        except (ConfigError, DeployError) as e:
+            raise ConfigError(f"zoo.precisions: {p} cannot be a per-slot choice on target {target.describe()} ({e})") from None
+
+
 def recipe_from_dict(data: dict) -> Recipe:
     """Build a Recipe from a plain mapping, validating every key (named targets included)."""
     recipe = _build(Recipe, data, "")
     for name, fields in recipe.targets.items():
         _build(LatencyTarget, fields, f"targets.{name}")
+    check_precisions(recipe)
     return recipe
 
 
@@ -273,6 +298,7 @@ def select_target(recipe: Recipe, name: str) -> Recipe:
     if name not in recipe.targets:
         raise ConfigError(f"the recipe has no target named {name!r}; its named targets are {sorted(recipe.targets)}")
     recipe.target = _build(LatencyTarget, recipe.targets[name], f"targets.{name}")
+    check_precisions(recipe)
     return recipe
 
 

@@ -40,3 +40,7 @@ class InfeasibleBudgetError(SearchError):
 
 class RunDirError(HantError):
     """A run directory lacks the output of a stage that the requested stage reads."""
+
+
+class DeployError(HantError):
+    """A network cannot be exported, quantized or compiled for its target runtime and precision."""

@@ -12,9 +12,11 @@ from typing import Mapping
 
 from torch import nn
 
+from .deploy.plan import PrecisionPlan
 from .errors import HantError
 from .io import load_tensors, read_json, save_tensors, write_json
 from .ops_zoo import CandidateSpec, build_candidate, load_plugins
+from .latency.target import LatencyTarget
 from .slots import Slot, get_submodule, set_submodule
 
 ARCH_FORMAT = "hant-student/1"
@@ -73,6 +75,16 @@ def save_student(
     }
     save_tensors(path / "weights.safetensors", student.state_dict())
     write_json(path / "arch.json", arch)
+
+
+def student_deployment(path: str | Path) -> tuple[LatencyTarget, PrecisionPlan] | None:
+    """The target and precision plan a saved student was chosen for (``metadata.deployment`` of its
+    ``arch.json``), or None for a student saved without one."""
+    arch = read_json(Path(path) / "arch.json")
+    d = (arch.get("metadata") or {}).get("deployment")
+    if not d:
+        return None
+    return LatencyTarget.from_dict(d["target"]), PrecisionPlan.from_dict(d["plan"])
 
 
 def load_student(path: str | Path) -> nn.Module:

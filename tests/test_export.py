@@ -1,4 +1,4 @@
-"""A student exported to ONNX runs in ONNX Runtime with torch's outputs; TorchScript too."""
+"""A student exported to ONNX runs in ONNX Runtime with torch's outputs at any batch; TorchScript too."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hant.export import export_model
+from hant.export import export_student
+from hant.latency import LatencyTarget
 from hant.ops_zoo import build_zoo
 from hant.slots import discover_slots
 from hant.student import assemble_student, load_student, save_student
@@ -25,11 +26,11 @@ def saved_student(tiny_resnet, tmp_path):
 
 
 def test_onnx_matches_torch_in_onnxruntime_at_any_batch(saved_student, tmp_path):
-    result = export_model(saved_student, (1, 32, 32), tmp_path / "s.onnx", "onnx")
-    assert result.max_abs_diff < 1e-4
+    result = export_student(saved_student, (1, 32, 32), tmp_path / "s", "auto", LatencyTarget(backend="onnxruntime"))
+    assert result.path.suffix == ".onnx" and result.max_abs_diff < 1e-4
     x = torch.randn(5, 1, 32, 32)
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": x.numpy()})[0]
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         expected = saved_student(x).numpy()
     assert got.shape == (5, 10)
@@ -37,7 +38,8 @@ def test_onnx_matches_torch_in_onnxruntime_at_any_batch(saved_student, tmp_path)
 
 
 def test_torchscript_reloads_with_the_same_outputs(saved_student, tmp_path):
-    result = export_model(saved_student, (1, 32, 32), tmp_path / "s.pt", "torchscript")
+    result = export_student(saved_student, (1, 32, 32), tmp_path / "s.pt", "auto", LatencyTarget())
+    assert result.path.suffix == ".pt"
     loaded = torch.jit.load(str(result.path))
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():

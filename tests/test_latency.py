@@ -82,7 +82,7 @@ def test_rounds_interleave_every_item_and_stats_are_sane(monkeypatch):
             calls.append(self.name)
             return self.runner.time(n)
 
-    monkeypatch.setattr(measure_mod, "build_runner", lambda m, s, t, p, name: Spy(real_build(m, s, t, p, name), name))
+    monkeypatch.setattr(measure_mod, "build_runner", lambda m, s, t, p, name, *rest: Spy(real_build(m, s, t, p, name, *rest), name))
     rounds: list[tuple[int, int]] = []
     items = [
         ("conv", small_conv(), (8, 16, 16)),

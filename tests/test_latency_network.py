@@ -19,7 +19,7 @@ from hant.latency import (
     profile_network,
 )
 from hant.latency.network import SlotStub, assemble, calibration_choices, outside_slots
-from hant.latency.onnx_export import export_onnx
+from hant.deploy.onnx import export_onnx
 
 runtime = importlib.import_module("hant.latency.runtime")
 

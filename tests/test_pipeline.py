@@ -59,7 +59,7 @@ def test_every_stage_runs_and_writes_its_outputs(finished_run):
     assert set(report["stage_seconds"]) == set(STAGE_ORDER)
     assert (run.student_dir / "arch.json").is_file() and (run.student_dir / "weights.safetensors").is_file()
     md = run.report_md.read_text()
-    assert "| slot | chosen operation | latency (ms) | teacher block (ms) | score |" in md
+    assert "| slot | chosen operation | precision | latency (ms) | teacher block (ms) | score |" in md
     assert [r["slot"] for r in report["slots"]] == [s["name"] for s in slots]
     assert all(r["latency_ms"] >= 0 and r["score"] >= 0 for r in report["slots"])
     assert (root / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,17 +1,23 @@
-"""``hant export``: write a run's student as ONNX or TorchScript and measure it in ONNX Runtime."""
+"""``hant export``: write a run's student as its target runs it, then measure that file in its runtime."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
+import torch
+
+from ..config import recipe_from_dict
+from ..deploy import DeployedModule, load_artifact
+from ..distill.trainer import evaluate
 from ..errors import RunDirError
-from ..export import FORMATS, export_model
+from ..export import FORMATS, SUFFIXES, artifact_format, export_student
 from ..io import read_json
-from ..latency import LatencyTarget, measure
-from ..pipeline import RunDir
-from ..student import load_student
+from ..latency.measure import time_runners
+from ..latency.runners import DeployedRunner, cpu_clock
+from ..pipeline import Context, RunDir
+from ..pipeline.calibration_data import task_calibration
+from ..student import load_student, student_deployment
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,28 +27,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     student = load_student(run.student_dir)
     arch = read_json(run.student_dir / "arch.json")
     input_shape = tuple(arch["metadata"]["input_shape"])
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    out = Path(args.out) if args.out else run.root / "export" / f"student{suffix}"
-    result = export_model(student, input_shape, out, args.format)
-    recipe = read_json(run.recipe)
-    target = LatencyTarget(**{**recipe["target"], "backend": "onnxruntime", "device": "cpu", "dtype": "float32"})
-    ort_ms = measure([("student", student, input_shape)], target)["student"].median_ms
-    selection = read_json(run.selection) if run.selection.is_file() else {}
-    summary = {
+    ctx = Context(recipe_from_dict(read_json(run.recipe)), run)
+    deployment = student_deployment(run.student_dir)
+    target, plan = deployment if deployment else (ctx.recipe.target, None)
+    fmt = artifact_format(target) if args.format == "auto" else args.format
+    out = Path(args.out) if args.out else run.root / "export" / f"student{SUFFIXES[fmt]}"
+    images = task_calibration(ctx)[0] if plan is not None and plan.uses_int8 else None
+    result = export_student(student, input_shape, out, fmt, target, plan, images)
+    summary: dict = {
         "path": str(result.path),
         "format": result.format,
-        "max_abs_diff": result.max_abs_diff,
-        "onnxruntime_latency_ms": ort_ms,
-        "predicted_latency_ms": selection.get("predicted_latency_ms"),
-        "latency_target": dataclasses.asdict(target),
+        "precision": plan.describe() if plan else target.dtype,
+        "max_abs_diff_vs_torch_float32": result.max_abs_diff,
+        "predicted_latency_ms": (read_json(run.selection) if run.selection.is_file() else {}).get("predicted_latency_ms"),
     }
+    if result.format != "torchscript":
+        runtime_target = target if target.exports_onnx else None
+        deployed = load_artifact(result.path, runtime_target or ctx.recipe.target)
+        x = torch.randn(target.batch_size, *input_shape).numpy()
+        deployed.bind(x)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(target.threads)
+        try:
+            stat = time_runners({"artifact": DeployedRunner(deployed, cpu_clock(target))})["artifact"]
+        finally:
+            torch.set_num_threads(threads)
+        summary["artifact_latency_ms"] = stat.median_ms
+        summary["artifact_latency_iqr_ms"] = [stat.q1_ms, stat.q3_ms]
+        summary["latency_target"] = target.to_dict()
+        summary["artifact_test_accuracy"] = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a run's student as ONNX or TorchScript")
+    p = sub.add_parser("export", help="write a run's student as its target runs it (OpenVINO IR, ONNX, TorchScript)")
     p.add_argument("run_dir", help="run directory with a fine-tuned student")
-    p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--out", help="output file (default RUN_DIR/export/student.onnx or .pt)")
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="auto: what the target's runtime loads (openvino: IR; onnxruntime: ONNX, QDQ where int8; torch: TorchScript)")
+    p.add_argument("--out", help="output file (default RUN_DIR/export/student.<xml|onnx|pt>)")
     p.set_defaults(func=cmd_export)

@@ -41,7 +41,11 @@ from .wandb_log import log_slot_losses
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CandidateRecord", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo", "weights_path"]
+Numerics = Callable[[Slot, nn.Module], nn.Module]
+"""Turns a trained candidate for a slot into the module that computes it as deployed in another
+precision (e.g. quantized and compiled by the target runtime), so it is scored on its real outputs."""
+
+__all__ = ["CandidateRecord", "Numerics", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo", "weights_path"]
 
 
 @dataclass
@@ -236,8 +240,10 @@ def _score(
     cfg: DistillConfig,
     weights_dir: Path,
     device: torch.device,
+    numerics: Numerics | None = None,
 ) -> dict[str, Scores]:
-    """Scores of this rank's share of ``jobs`` (uid → scores)."""
+    """Scores of this rank's share of ``jobs`` (uid → scores), each candidate computed by ``numerics``
+    where given."""
     if not jobs:
         return {}
     x, _ = next(iter(loader))
@@ -247,10 +253,10 @@ def _score(
         swap.calibrate(capture, x)
     scores: dict[str, Scores] = {}
     for start in progress(range(0, len(jobs), cfg.chunk_size), desc="score", unit="chunk"):
-        chunk = [
-            Job(slot, spec, build_trained_candidate(spec, blocks[slot.name], weights_dir).to(device))
-            for slot, spec in jobs[start : start + cfg.chunk_size]
-        ]
+        chunk = []
+        for slot, spec in jobs[start : start + cfg.chunk_size]:
+            module = build_trained_candidate(spec, blocks[slot.name], weights_dir).to(device)
+            chunk.append(Job(slot, spec, numerics(slot, module) if numerics is not None else module))
         scores.update(score_jobs(teacher, chunk, loader, cfg.loss, swap, device))
     return scores
 
@@ -265,8 +271,13 @@ def distill_zoo(
     weights_dir: Path,
     seed: int = 0,
     augment: Augment | None = None,
+    numerics: Mapping[str, Numerics] | None = None,
 ) -> dict[str, dict[str, CandidateRecord]]:
     """Distill every trainable candidate of ``zoo``, score all of them on ``val_loader``.
+
+    ``numerics`` (name → :data:`Numerics`) scores every candidate that did not fail once more per
+    entry, the teacher's own block included, as computed there; those records are keyed
+    ``key@name`` (uid ``uid@name``).
 
     Returns slot name → candidate key → record. Weights land in ``weights_dir`` as
     ``<uid>.safetensors``; candidates finished there under the same settings are not trained
@@ -321,4 +332,17 @@ def distill_zoo(
                 record.feature_loss, record.swap_kl, record.swap_accuracy = 0.0, 0.0, accuracy
             elif record.uid in scores:
                 _apply(record, scores[record.uid], cfg)
+    for name, fn in (numerics or {}).items():
+        ok = [(slot, spec) for slot, spec in _all_jobs(slots, zoo) if records[slot.name][spec.key].status != "failed"]
+        local = _score(on_device, slots, shard(ok, key=lambda item: item[1].uid), blocks, val_loader, cfg,
+                       weights_dir, device, numerics=fn)
+        varied = dict(gather_all(sorted(local.items())))
+        for slot, spec in ok:
+            record = CandidateRecord(slot.name, f"{spec.key}@{name}", f"{spec.uid}@{name}", "ok")
+            _apply(record, varied[spec.uid], cfg)
+            records[slot.name][record.key] = record
     return records
+
+
+def _all_jobs(slots: Sequence[Slot], zoo: Mapping[str, list[CandidateSpec]]) -> list[tuple[Slot, CandidateSpec]]:
+    return [(slot, spec) for slot in slots for spec in zoo[slot.name]]

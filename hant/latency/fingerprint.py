@@ -14,7 +14,10 @@ import torch
 from ..io import hash_obj
 from .allocator import allocator_policy
 from .runners import timer_name
-from .runtime import cuda_index, import_onnxruntime, ort_providers, provider_names, torch_device
+from .isa import cpu_features
+from .runtime import (
+    cuda_index, import_onnxruntime, import_openvino, openvino_capabilities, ort_providers, provider_names, torch_device,
+)
 from .target import LatencyTarget
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,8 @@ def device_fingerprint(target: LatencyTarget) -> dict[str, Any]:
 
     CPU model, logical cores, the target's threads, the torch version, the allocator policy
     (:mod:`.allocator`) and the timer always; the onnxruntime
-    version and chosen providers for that backend; GPU name, capability, driver, CUDA and cuDNN
+    version and chosen providers for that backend; the OpenVINO version and its CPU plugin's
+    capabilities for that one; the CPU's int8/bf16 ISA features (VNNI, AMX, ...) on the CPU; GPU name, capability, driver, CUDA and cuDNN
     versions on a GPU. Raises LatencyError when the target's device or runtime is missing here.
     """
     fp: dict[str, Any] = {
@@ -96,9 +100,14 @@ def device_fingerprint(target: LatencyTarget) -> dict[str, Any]:
         "allocator": allocator_policy(),
         "timer": timer_name(target),
     }
+    if target.device == "cpu":
+        fp["isa"] = list(cpu_features())
     if target.uses_onnxruntime:
         fp["onnxruntime"] = import_onnxruntime().__version__
         fp["onnxruntime_providers"] = provider_names(ort_providers(target))
+    if target.backend == "openvino":
+        fp["openvino"] = import_openvino().get_version()
+        fp["openvino_capabilities"] = openvino_capabilities()
     if target.device != "cpu":
         fp.update(_gpu_info(target))
     return fp
@@ -118,4 +127,8 @@ def describe_fingerprint(fp: dict[str, Any]) -> str:
     parts.append(f"torch {fp.get('torch', '?')}")
     if "onnxruntime" in fp:
         parts.append(f"onnxruntime {fp['onnxruntime']}")
+    if "openvino" in fp:
+        parts.append(f"OpenVINO {fp['openvino']}")
+    if "isa" in fp:
+        parts.append("ISA " + ("+".join(fp["isa"]) or "baseline"))
     return ", ".join(parts)

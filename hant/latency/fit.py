@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 from torch import nn
 
+from ..deploy.plan import PrecisionPlan
 from ..errors import InfeasibleBudgetError
 from .measure import measure
 from .target import LatencyTarget
@@ -39,6 +40,7 @@ def fit_measured(
     *,
     rounds: int,
     stop_at_floor: bool = False,
+    plan: Callable[[T], PrecisionPlan] | None = None,
     **measure_kwargs,
 ) -> MeasuredFit[T]:
     """``build(budget)`` gives (result, network); ``limit_ms(teacher_ms)`` is the most the network
@@ -47,7 +49,8 @@ def fit_measured(
 
     An ``InfeasibleBudgetError`` from ``build`` propagates unless ``stop_at_floor``: then the
     fastest network the error names is built as the last round (it may stay over the limit; the
-    rounds record it).
+    rounds record it). ``plan(result)`` is the network's precision plan where it is not uniformly in
+    ``target.dtype`` (the teacher always is).
     """
     log_rounds: list[dict] = []
     floor = False
@@ -60,7 +63,8 @@ def fit_measured(
             budget_ms, floor = e.min_latency_ms, True
             result, network = build(budget_ms)
         pair = [("teacher", teacher, input_shape), ("student", network, input_shape)]
-        stats = measure(pair, target, **measure_kwargs)
+        plans = {"student": plan(result)} if plan is not None else None
+        stats = measure(pair, target, plans=plans, **measure_kwargs)
         student_ms, teacher_ms = stats["student"].median_ms, stats["teacher"].median_ms
         limit = limit_ms(teacher_ms)
         log_rounds.append(

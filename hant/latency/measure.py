@@ -21,11 +21,13 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..deploy.plan import PrecisionPlan
 from ..errors import LatencyError
 from .allocator import keep_freed_memory
 from .runners import Runner, build_runner, prepare_module, restore_modes, training_modes
@@ -33,7 +35,7 @@ from .runtime import check_target
 from .stats import LatencyStat, relative_ci_halfwidth
 from .target import LatencyTarget
 
-__all__ = ["LatencyStat", "measure"]
+__all__ = ["LatencyStat", "measure", "time_runners"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ def measure(
     confidence: float = 0.95,
     seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
+    plans: Mapping[str, PrecisionPlan] | None = None,
+    calibration: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, LatencyStat]:
     """Measure the forward latency of each ``(name, module, per-sample input shape)`` on ``target``.
 
@@ -142,7 +146,9 @@ def measure(
     always taken, and rounds go on until ``min_time_s`` after the call (at most ``max_reps``) even
     after every median has converged.
     ``on_round(converged, total)`` is called after every round.
-    Returns name -> LatencyStat in the order of ``items``.
+    ``plans`` gives an item's precision per module path (default: all of it in ``target.dtype``), and
+    ``calibration`` an item's real per-sample inputs, which int8 quantization calibrates on (required
+    for every item whose plan has int8). Returns name -> LatencyStat in the order of ``items``.
     """
     names = [name for name, _, _ in items]
     _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence, min_time_s, time_budget_s)
@@ -158,13 +164,16 @@ def measure(
             if target.backend == "torch_compile":
                 stack.enter_context(_compile_limits(len(items)))
             workdir = None
-            if target.uses_onnxruntime:
+            if target.exports_onnx:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hant-onnx-")))
             runners: list[Runner] = []
+            plans, calibration = plans or {}, calibration or {}
             for i, (name, module, shape) in enumerate(items):
                 prepared = prepare_module(module, target)
                 onnx_path = workdir / f"item{i}.onnx" if workdir is not None else None
-                runners.append(build_runner(prepared, tuple(shape), target, onnx_path, name))
+                runners.append(
+                    build_runner(prepared, tuple(shape), target, onnx_path, name, plans.get(name), calibration.get(name))
+                )
             stack.enter_context(torch.inference_mode())
             samples = _timed_rounds(
                 names, runners, t_start,
@@ -176,6 +185,33 @@ def measure(
     finally:
         for m in modes:
             restore_modes(m)
+    return {name: LatencyStat.of_samples(xs) for name, xs in zip(names, samples)}
+
+
+def time_runners(
+    runners: Mapping[str, Runner],
+    *,
+    rel_precision: float = 0.02,
+    min_reps: int = 8,
+    max_reps: int = 300,
+    time_budget_s: float = MEASURE_TIME_BUDGET_S,
+    min_time_s: float = 0.0,
+    warmup: int = 5,
+    min_sample_ms: float = 2.0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, LatencyStat]:
+    """Interleaved rounds over ready runners (e.g. a deployment artifact loaded in its runtime), with the
+    stopping rules of :func:`measure`; the caller sets threads and modes. Returns name -> LatencyStat."""
+    names = list(runners)
+    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence, min_time_s, time_budget_s)
+    with torch.inference_mode():
+        samples = _timed_rounds(
+            names, [runners[n] for n in names], time.perf_counter(),
+            rel_precision=rel_precision, min_reps=min_reps, max_reps=max_reps, time_budget_s=time_budget_s,
+            min_time_s=min_time_s, warmup=warmup, min_sample_s=min_sample_ms / 1e3, confidence=confidence,
+            seed=seed, on_round=None,
+        )
     return {name: LatencyStat.of_samples(xs) for name, xs in zip(names, samples)}
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..deploy.plan import PrecisionPlan, with_precision
 from ..errors import LatencyError
 from ..io import hash_obj
 from ..slots import set_submodule
@@ -104,14 +106,44 @@ def calibration_choices(slots: Sequence[SlotOptions], n: int, seed: int = 0) -> 
     return out
 
 
-def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int]) -> str:
-    """Cache key of one assembled variant of the network ``base``."""
-    return f"{base}:variant:{hash_obj([s.options[k][0] for s, k in zip(slots, choice)])}"
+def calibration_precisions(slots: Sequence[SlotOptions], n: int, precisions: Sequence[str], seed: int = 0) -> list[tuple[str, ...]]:
+    """Per calibration variant, a precision per slot: uniform ones first (one variant each, so the
+    calibration sees whole networks in every precision), then uniformly random per-slot mixes, so that the
+    cost of switching precision between neighbouring slots, which no single block's latency contains, is in
+    the whole networks the calibration is fitted on."""
+    rng = random.Random(seed + 1)
+    out: list[tuple[str, ...]] = []
+    for j in range(n):
+        if j < len(precisions):
+            out.append(tuple(precisions[j] for _ in slots))
+        else:
+            out.append(tuple(rng.choice(list(precisions)) for _ in slots))
+    return out
 
 
-def raw_prediction_ms(table: LatencyTable, slots: Sequence[SlotOptions], choice: Sequence[int], outside_ms: float) -> float:
+def option_uid(slot: SlotOptions, k: int, precision: str, default: str) -> str:
+    """Latency-table key of option ``k`` of ``slot`` run in ``precision`` (the uid itself at the default)."""
+    return with_precision(slot.options[k][0], precision, default)
+
+
+def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int], precisions: Sequence[str] | None = None,
+                default: str = "") -> str:
+    """Cache key of one assembled variant of the network ``base`` (with its per-slot precisions)."""
+    precisions = precisions or [default] * len(slots)
+    return f"{base}:variant:{hash_obj([option_uid(s, k, p, default) for s, k, p in zip(slots, choice, precisions)])}"
+
+
+def network_plan(slots: Sequence[SlotOptions], precisions: Sequence[str], default: str) -> PrecisionPlan:
+    """The precision plan of a network whose slot ``i`` runs in ``precisions[i]``."""
+    return PrecisionPlan.of(default, {s.path: p for s, p in zip(slots, precisions)})
+
+
+def raw_prediction_ms(table: LatencyTable, slots: Sequence[SlotOptions], choice: Sequence[int], outside_ms: float,
+                      precisions: Sequence[str] | None = None) -> float:
     """Outside-slot part plus the chosen options' measured latencies, uncorrected."""
-    return outside_ms + sum(table.measured_ms(s.options[k][0]) for s, k in zip(slots, choice))
+    default = table.target.dtype
+    precisions = precisions or [default] * len(slots)
+    return outside_ms + sum(table.measured_ms(option_uid(s, k, p, default)) for s, k, p in zip(slots, choice, precisions))
 
 
 def profile_network(
@@ -127,6 +159,9 @@ def profile_network(
     only: set[str] | None = None,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
+    precisions: Sequence[str] = (),
+    calibration: np.ndarray | None = None,
+    slot_calibration: Mapping[str, np.ndarray] | None = None,
     **measure_kwargs: Any,
 ) -> tuple[LatencyTable, int]:
     """Measure (or read from ``cache``) every option, the part outside the slots, ``model`` itself and
@@ -137,25 +172,51 @@ def profile_network(
 
     ``only`` restricts the options measured (besides those the calibration variants use) to these
     uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
+    ``precisions`` are the per-slot precisions besides ``target.dtype``: every option is also measured
+    in each (table key ``uid@precision``, :func:`option_uid`), and the calibration variants mix them.
+    ``calibration`` (real per-sample network inputs) and ``slot_calibration`` (slot path -> the teacher's
+    real inputs of that slot) are what int8 quantization calibrates on.
     Returns the table and the number of cache hits. ``table.extra`` holds ``teacher_ms`` (``model``
     measured), ``fixed_ms`` (the corrected outside-slot term), ``block_scale``, ``outside_raw_ms``
     and ``calibration``.
     """
     if not slots:
         raise LatencyError("the network has no slots to profile")
+    default = target.dtype
+    all_precisions = [default, *(p for p in dict.fromkeys(precisions) if p != default)]
+    for p in all_precisions[1:]:
+        PrecisionPlan.of(default, {slots[0].path: p})  # a mix this runtime cannot run fails here, before measuring
     variants = calibration_choices(slots, calibration_networks, seed)
-    used = {s.options[k][0] for v in variants for s, k in zip(slots, v)} | {s.options[0][0] for s in slots}
+    variant_precisions = calibration_precisions(slots, calibration_networks, all_precisions, seed) if len(all_precisions) > 1 \
+        else [tuple(default for _ in slots)] * len(variants)
+    used = {option_uid(s, k, p, default) for v, ps in zip(variants, variant_precisions) for s, k, p in zip(slots, v, ps)}
+    used |= {option_uid(s, 0, p, default) for s in slots for p in all_precisions}
     outside_uid = base_uid + OUTSIDE_SUFFIX
     parts: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [
         (outside_uid, lambda: outside_slots(model, slots, target), input_shape)
     ]
+    plans: dict[str, PrecisionPlan] = {}
+    samples: dict[str, np.ndarray] = {}
+    if calibration is not None:
+        samples[outside_uid] = calibration
     for slot in slots:
-        for uid, obj in slot.options:
-            if only is None or uid in only or uid in used:
-                parts.append((uid, obj, slot.in_shape))
+        for k, (uid, obj) in enumerate(slot.options):
+            for p in all_precisions:
+                key = option_uid(slot, k, p, default)
+                if only is None or uid in only or key in used:
+                    parts.append((key, obj, slot.in_shape))
+                    plans[key] = PrecisionPlan(p)
+                    if slot_calibration is not None and slot.path in slot_calibration:
+                        samples[key] = slot_calibration[slot.path]
     networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
-    for v in variants:
-        networks.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
+    network_keys = [base_uid]
+    for v, ps in zip(variants, variant_precisions):
+        uid = network_uid(base_uid, slots, v, ps, default)
+        networks.append((uid, lambda v=v: assemble(model, slots, v), input_shape))
+        network_keys.append(uid)
+        plans[uid] = network_plan(slots, ps, default)
+    if calibration is not None:
+        samples.update({uid: calibration for uid in network_keys})
     total = len(parts) + len(networks)
 
     def progress(offset: int) -> Callable[[int, int], None] | None:
@@ -163,19 +224,21 @@ def profile_network(
 
     # Whole networks are timed in a run of their own, as a network is timed end to end (among
     # networks, not among hundreds of small blocks), so the calibration maps one to the other.
-    stats, hits = profile(parts, target, cache, on_progress=progress(0), **measure_kwargs)
+    deploy_kwargs = {"plans": plans, "calibration": samples}
+    stats, hits = profile(parts, target, cache, on_progress=progress(0), **deploy_kwargs, **measure_kwargs)
     budget = measure_kwargs.get("time_budget_s", MEASURE_TIME_BUDGET_S)
     net_kwargs = {**measure_kwargs, "min_time_s": min(max(0.0, calibration_time_s), budget)}
-    net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **net_kwargs)
+    net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **deploy_kwargs, **net_kwargs)
     stats.update(net_stats)
     hits += net_hits
 
     table = LatencyTable(target, device_fingerprint(target), dict(stats))
     outside_ms = stats[outside_uid].median_ms
     keep = tuple(0 for _ in slots)
-    points = [(keep, base_uid), *((v, network_uid(base_uid, slots, v)) for v in variants)]
-    predicted = [raw_prediction_ms(table, slots, v, outside_ms) for v, _ in points]
-    measured = [stats[uid].median_ms for _, uid in points]
+    uniform_default = tuple(default for _ in slots)
+    points = [(keep, uniform_default, base_uid), *zip(variants, variant_precisions, network_keys[1:])]
+    predicted = [raw_prediction_ms(table, slots, v, outside_ms, ps) for v, ps, _ in points]
+    measured = [stats[uid].median_ms for _, _, uid in points]
     cal = fit_calibration(predicted, measured)
     table.extra.update(
         {
@@ -186,6 +249,7 @@ def profile_network(
             "fixed_ms": max(0.0, cal.apply(outside_ms)),
             "block_scale": cal.scale,
             "calibration": cal.to_dict(),
+            "precisions": all_precisions,
         }
     )
     # The table's own sum, bit for bit what the search computes for the all-keep selection, so that a

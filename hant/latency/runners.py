@@ -2,7 +2,9 @@
 
 Backends: eager torch on CPU (wall clock) or CUDA (CUDA events after a device synchronisation),
 ``torch.compile`` (the same timers around the compiled module; compiling happens in the untimed
-warm-up), and onnxruntime (wall clock around ``run_with_iobinding``; inputs and outputs stay on the device).
+warm-up), and the exported backends, onnxruntime and OpenVINO: the module is exported to ONNX,
+quantized by the runtime's own tool where its precision plan has int8 (calibrated on real inputs),
+compiled by the runtime, and timed around calls on a bound input (see :mod:`hant.deploy`).
 """
 from __future__ import annotations
 
@@ -12,11 +14,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
-from .onnx_export import INPUT_NAME, export_onnx
-from .runtime import TORCH_DTYPES, import_onnxruntime, ort_providers, torch_device
+from ..deploy.onnx import export_onnx
+from ..deploy.plan import PrecisionPlan
+from ..deploy.quantize import calibration_batches
+from ..deploy.runtimes import Deployed, deploy_onnx
+from ..errors import LatencyError
+from .runtime import module_dtype, torch_device
 from .target import LatencyTarget
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,7 @@ class Runner(Protocol):
 
 def make_input(shape: tuple[int, ...], target: LatencyTarget) -> torch.Tensor:
     """``torch.randn(batch_size, *shape)`` on the target's device, dtype and memory format."""
-    x = torch.randn(target.batch_size, *shape, device=torch_device(target), dtype=TORCH_DTYPES[target.dtype])
+    x = torch.randn(target.batch_size, *shape, device=torch_device(target), dtype=module_dtype(target))
     if target.memory_format == "channels_last" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -43,7 +50,7 @@ def prepare_module(module: nn.Module, target: LatencyTarget) -> nn.Module:
     measuring never changes the user's weights' device or precision. Call :func:`restore_modes` after.
     """
     dev = torch_device(target)
-    dtype = TORCH_DTYPES[target.dtype]
+    dtype = module_dtype(target)
     tensors = list(module.parameters()) + list(module.buffers())
     in_place = all(t.device == dev and (not t.is_floating_point() or t.dtype == dtype) for t in tensors)
     if target.memory_format == "channels_last" and any(t.dim() == 4 for t in tensors):
@@ -74,7 +81,7 @@ def cpu_clock(target: LatencyTarget) -> Callable[[], float]:
 
 def timer_name(target: LatencyTarget) -> str:
     """What measures a latency on ``target``: ``cuda_events``, ``thread_cpu_time`` or ``wall_clock``."""
-    if target.device != "cpu" and not target.uses_onnxruntime:
+    if target.device != "cpu" and not target.exports_onnx:
         return "cuda_events"
     if target.device == "cpu" and target.threads == 1:
         return "thread_cpu_time"
@@ -117,25 +124,14 @@ class TorchCudaRunner:
             return self.start.elapsed_time(self.end) / 1e3
 
 
-class OrtRunner:
-    """An onnxruntime session with bound input and outputs, timed with the wall clock.
+class DeployedRunner:
+    """A network compiled by its runtime (:class:`hant.deploy.Deployed`) with a bound input."""
 
-    ``run_with_iobinding`` returns once the providers have finished, and on a GPU the outputs are
-    synchronised explicitly as well, so the wall clock covers the whole computation.
-    """
-
-    def __init__(self, session: Any, binding: Any, keep_alive: Any, on_gpu: bool, clock: Callable[[], float]):
-        self.session, self.binding, self._keep_alive, self.on_gpu = session, binding, keep_alive, on_gpu
-        self.clock = clock
+    def __init__(self, deployed: Deployed, clock: Callable[[], float]):
+        self.deployed, self.clock = deployed, clock
 
     def time(self, n: int) -> float:
-        session, binding, clock = self.session, self.binding, self.clock
-        t0 = clock()
-        for _ in range(n):
-            session.run_with_iobinding(binding)
-        if self.on_gpu:
-            binding.synchronize_outputs()
-        return clock() - t0
+        return self.deployed.time(n, self.clock)
 
 
 def torch_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarget) -> Runner:
@@ -148,47 +144,47 @@ def torch_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarge
     return TorchCpuRunner(module, x, cpu_clock(target))
 
 
-def ort_runner(module: nn.Module, shape: tuple[int, ...], target: LatencyTarget, onnx_path: Path, name: str) -> Runner:
-    """Export ``module`` (from :func:`prepare_module`) to ``onnx_path`` and open a session on it."""
-    ort = import_onnxruntime()
-    providers = ort_providers(target)
+def exported_runner(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    target: LatencyTarget,
+    onnx_path: Path,
+    name: str,
+    plan: PrecisionPlan,
+    calibration: np.ndarray | None,
+) -> Runner:
+    """Export ``module`` (from :func:`prepare_module`) to ``onnx_path``, quantize it where ``plan`` has int8
+    (on ``calibration``, per-sample inputs of the task), compile it in the target's runtime, bind an input."""
     x = make_input(shape, target).contiguous()
     path = export_onnx(module, x, onnx_path, name)
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = target.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    # Sessions are timed interleaved: an idle pool spinning after its run would steal cores from the next.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-
-    binding = session.io_binding()
-    arr = x.detach().cpu().numpy()
+    batches = calibration_batches(calibration, target.batch_size) if calibration is not None else None
+    deployed = deploy_onnx(path, target, plan, calibration=batches, what=name)
+    deployed.bind(x.detach().cpu().numpy())
     on_gpu = target.device != "cpu"
-    if on_gpu:
-        idx = x.device.index or 0
-        keep: Any = ort.OrtValue.ortvalue_from_numpy(arr, "cuda", idx)
-        binding.bind_ortvalue_input(INPUT_NAME, keep)
-        for out in session.get_outputs():
-            binding.bind_output(out.name, "cuda", idx)
-    else:
-        keep = arr
-        binding.bind_cpu_input(INPUT_NAME, arr)
-        for out in session.get_outputs():
-            binding.bind_output(out.name)
-    log.debug("onnxruntime session for %s on %s", name, session.get_providers())
-    return OrtRunner(session, binding, keep, on_gpu, cpu_clock(target) if not on_gpu else time.perf_counter)
+    return DeployedRunner(deployed, time.perf_counter if on_gpu else cpu_clock(target))
 
 
 def build_runner(
-    module: nn.Module, shape: tuple[int, ...], target: LatencyTarget, onnx_path: Path | None, name: str
+    module: nn.Module,
+    shape: tuple[int, ...],
+    target: LatencyTarget,
+    onnx_path: Path | None,
+    name: str,
+    plan: PrecisionPlan | None = None,
+    calibration: np.ndarray | None = None,
 ) -> Runner:
-    """A runner for ``target.backend``; ``onnx_path`` is where the ONNX file goes (onnxruntime only)."""
-    if target.uses_onnxruntime:
+    """A runner for ``target.backend``; ``onnx_path`` is where the ONNX file goes (exported backends only).
+
+    ``plan`` defaults to the whole module in ``target.dtype``; torch backends run uniform plans only.
+    """
+    plan = plan or PrecisionPlan(target.dtype)
+    if target.exports_onnx:
         if onnx_path is None:
-            raise ValueError("the onnxruntime backend needs a path for the exported model")
-        return ort_runner(module, shape, target, onnx_path, name)
+            raise ValueError("the exported backends need a path for the exported model")
+        return exported_runner(module, shape, target, onnx_path, name, plan, calibration)
+    if plan.overrides:
+        raise LatencyError(
+            f"{name} is planned in mixed precision ({plan.describe()}); backend {target.backend} runs one precision "
+            "per network here, so use backend openvino or onnxruntime for per-slot precisions"
+        )
     return torch_runner(module, shape, target)

@@ -9,11 +9,21 @@ from typing import Any
 import torch
 
 from ..errors import LatencyError
+from .isa import native_bf16
 from .target import BACKENDS, LatencyTarget
 
 log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def module_dtype(target: LatencyTarget) -> torch.dtype:
+    """The torch dtype a module and its input have on their way to the target: the target's own for
+    torch backends and for half precision, float32 where a runtime converts or quantizes the export
+    (int8, and bfloat16 in OpenVINO, which takes it as its inference precision)."""
+    if target.exports_onnx and target.dtype in ("int8", "bfloat16"):
+        return torch.float32
+    return TORCH_DTYPES[target.dtype]
 
 
 def import_onnxruntime() -> ModuleType:
@@ -26,6 +36,34 @@ def import_onnxruntime() -> ModuleType:
             "`pip install onnxruntime` (or onnxruntime-gpu for CUDA) or choose backend 'torch'"
         ) from None
     return onnxruntime
+
+
+def import_openvino() -> ModuleType:
+    """The ``openvino`` module, or a LatencyError saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise LatencyError(
+            "backend openvino needs the OpenVINO runtime; `pip install openvino nncf` or choose backend onnxruntime"
+        ) from None
+    return openvino
+
+
+def openvino_capabilities() -> list[str]:
+    """What OpenVINO's CPU plugin reports it can compute here (``FP32``, ``INT8``, ``BF16``, ...)."""
+    return [str(c) for c in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def check_openvino(dtype: str) -> None:
+    """Raise LatencyError when OpenVINO is missing or cannot run ``dtype`` natively on this CPU."""
+    caps = openvino_capabilities()
+    if dtype == "bfloat16" and ("BF16" not in caps or not native_bf16()):
+        raise LatencyError(
+            f"this CPU has no native bf16 (OpenVINO reports {', '.join(caps)}); OpenVINO would run bfloat16 as "
+            "float32, so choose dtype float32 or int8 here"
+        )
+    if dtype == "int8" and "INT8" not in caps:
+        raise LatencyError(f"OpenVINO reports no int8 support on this CPU ({', '.join(caps)}); choose dtype float32")
 
 
 def cuda_index(device: str) -> int:
@@ -63,9 +101,9 @@ def check_target(target: LatencyTarget) -> None:
     if target.backend == "torch_compile":
         check_torch_compile()
     if target.uses_onnxruntime:
-        if target.dtype == "bfloat16":
-            raise LatencyError("the onnxruntime backend does not measure bfloat16 here; choose float16 or backend 'torch'")
         ort_providers(target)
+    if target.backend == "openvino":
+        check_openvino(target.dtype)
 
 
 def check_torch_compile() -> None:

@@ -6,9 +6,22 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
 
-BACKENDS = ("torch", "torch_compile", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")
+BACKENDS = ("torch", "torch_compile", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino")
 GPU_ONLY_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt")
-DTYPES = ("float32", "float16", "bfloat16")
+CPU_ONLY_BACKENDS = ("openvino",)
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+BACKEND_DTYPES = {
+    "torch": {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "float16", "bfloat16")},
+    "torch_compile": {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "float16", "bfloat16")},
+    "onnxruntime": {"cpu": ("float32", "int8"), "cuda": ("float32", "float16", "int8")},
+    "onnxruntime-cuda": {"cuda": ("float32", "float16")},
+    "onnxruntime-tensorrt": {"cuda": ("float32", "float16", "int8")},
+    "openvino": {"cpu": ("float32", "bfloat16", "int8")},
+}
+"""The precisions each backend runs, per device kind. int8 is static post-training quantization by the
+runtime's own tool (NNCF for OpenVINO, ``onnxruntime.quantization`` QDQ for ONNX Runtime), calibrated on
+the task's data; torch runs no int8 here."""
 MEMORY_FORMATS = ("contiguous", "channels_last")
 
 
@@ -22,9 +35,12 @@ class LatencyTarget:
     """Runtime that executes the network: ``torch`` (eager), ``torch_compile`` (``torch.compile``, default
     inductor backend; compilation is warm-up, never timed), ``onnxruntime`` (CPU execution provider on
     ``cpu``; on a GPU TensorRT where installed, else CUDA), ``onnxruntime-cuda`` or
-    ``onnxruntime-tensorrt`` (exactly that execution provider; GPU devices only)."""
+    ``onnxruntime-tensorrt`` (exactly that execution provider; GPU devices only), ``openvino``
+    (OpenVINO's CPU plugin, with its own graph fusions)."""
     dtype: str = "float32"
-    """Numeric precision; half precisions need a GPU."""
+    """Numeric precision of the network: ``float32``, ``bfloat16`` (torch or OpenVINO on the CPU, where the
+    CPU has native bf16), ``float16`` (GPU) or ``int8`` (ONNX Runtime or OpenVINO, static quantization
+    calibrated on the task's data). :data:`BACKEND_DTYPES` lists what each backend runs."""
     batch_size: int = 1
     """Images per forward pass."""
     memory_format: str = "contiguous"
@@ -37,16 +53,28 @@ class LatencyTarget:
             raise ConfigError(f"unknown latency backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.backend in GPU_ONLY_BACKENDS and self.device == "cpu":
             raise ConfigError(f"backend {self.backend} runs on a GPU; use device 'cuda:N' or backend 'onnxruntime' on the CPU")
+        if self.backend in CPU_ONLY_BACKENDS and self.device != "cpu":
+            raise ConfigError(f"backend {self.backend} is measured on the CPU only; use device 'cpu' or an onnxruntime backend on a GPU")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {list(DTYPES)}")
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(f"unknown memory format {self.memory_format!r}; choose one of {list(MEMORY_FORMATS)}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"unknown device {self.device!r}; use 'cpu' or 'cuda:N'")
-        if self.device == "cpu" and self.dtype != "float32":
-            raise ConfigError(f"dtype {self.dtype} is only measured on a GPU here; use float32 on the CPU")
+        kind = "cpu" if self.device == "cpu" else "cuda"
+        allowed = BACKEND_DTYPES[self.backend].get(kind, ())
+        if self.dtype not in allowed:
+            raise ConfigError(
+                f"backend {self.backend} on {kind} does not run dtype {self.dtype}; choose one of {list(allowed)}"
+                + (" or backend openvino / onnxruntime for int8" if self.dtype == "int8" else "")
+            )
         if self.batch_size < 1 or self.threads < 1:
             raise ConfigError("batch_size and threads of a latency target must be at least 1")
+
+    @property
+    def exports_onnx(self) -> bool:
+        """True for the backends that run a graph exported to ONNX (onnxruntime and OpenVINO)."""
+        return self.uses_onnxruntime or self.backend == "openvino"
 
     @property
     def uses_onnxruntime(self) -> bool:

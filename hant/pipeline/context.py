@@ -53,6 +53,12 @@ class Context:
             return DataLoader(self.splits.train, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers)
         return make_loader(self.splits.train, d.batch_size, True, seed, d.workers)
 
+    def calibration_loader(self, batch_size: int):
+        """Training images in a fixed order without augmentation: what int8 quantization calibrates on."""
+        if self.recipe.data.dataset == "imagefolder":
+            return self._timm_loader("train", batch_size, training=False)
+        return make_loader(self.splits.train, batch_size, False, self.recipe.seed, self.recipe.data.workers)
+
     def eval_loader(self, split: str):
         """Batches of ``split`` in a fixed order, the whole split on every process."""
         if self.recipe.data.dataset == "imagefolder":

@@ -20,10 +20,21 @@ def render_markdown(report: dict) -> str:
         f"Target: {report['target']['device']} / {report['target']['backend']} / {report['target']['dtype']}, "
         f"batch {report['target']['batch_size']}, {report['target']['threads']} thread(s).",
         "",
-        "| | accuracy (%) | latency (ms) | predicted (ms) |",
-        "|---|---|---|---|",
-        f"| teacher ({t['model']}) | {t['accuracy']:.2f} | {t['latency_ms']:.3f} | |",
-        f"| student | {s['accuracy']:.2f} | {s['latency_ms']:.3f} | {s['predicted_latency_ms']:.3f} |",
+        "Accuracy and latency as the target runs each network (one interleaved measurement):",
+        "",
+        "| | precision | accuracy (%) | latency (ms) | predicted (ms) |",
+        "|---|---|---|---|---|",
+        f"| teacher ({t['model']}) | {report['target']['dtype']} | {t['accuracy']:.2f} | {t['latency_ms']:.3f} | |",
+        f"| student | {s.get('precision', report['target']['dtype'])} | {s['accuracy']:.2f} | {s['latency_ms']:.3f} "
+        f"| {s['predicted_latency_ms']:.3f} |",
+    ]
+    if "teacher_int8" in report:
+        q = report["teacher_int8"]
+        lines.append(f"| teacher, int8 post-training quantization | int8 | {q['accuracy']:.2f} | {q['latency_ms']:.3f} | |")
+    lines += [
+        "",
+        f"For scale: the teacher in torch eager float32 takes {t['torch_eager_float32_ms']:.3f} ms "
+        f"at {t['torch_float32_accuracy']:.2f} %." if "torch_eager_float32_ms" in t else "",
         "",
         f"Budget {report['budget_ms']:.3f} ms ({report['budget_fraction']:.2f} × teacher): "
         f"{'met' if report['within_budget'] else 'NOT met'}; speed-up {s['speedup']:.2f}×, "
@@ -34,11 +45,12 @@ def render_markdown(report: dict) -> str:
         "",
         f"![latency against accuracy]({PLOT_NAME})",
         "",
-        "| slot | chosen operation | latency (ms) | teacher block (ms) | score |",
-        "|---|---|---|---|---|",
+        "| slot | chosen operation | precision | latency (ms) | teacher block (ms) | score |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['slot']} | `{r['candidate']}` | {r['latency_ms']:.3f} | {r['teacher_latency_ms']:.3f} | {r['score']:.4g} |"
+        f"| {r['slot']} | `{r['candidate']}` | {r.get('precision', report['target']['dtype'])} | {r['latency_ms']:.3f} "
+        f"| {r['teacher_latency_ms']:.3f} | {r['score']:.4g} |"
         for r in report["slots"]
     ]
     lines += ["", "| stage | seconds |", "|---|---|"]

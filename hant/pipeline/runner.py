@@ -18,6 +18,7 @@ from ..io import hash_file, hash_obj, write_json
 from ..latency import device_fingerprint, fingerprint_id
 from ..tracking import Tracker
 from . import stages
+from .calibration_data import run_precisions
 from .context import Context
 from .report import log_report
 from .rundir import RunDir
@@ -58,7 +59,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "distill",
             ("teacher", "zoo"),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill],
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill, *scoring_runtime(c)],
             lambda r: [r.scores],
             stages.stage_distill,
         ),
@@ -80,6 +81,16 @@ STAGES: dict[str, Stage] = {
     ]
 }
 STAGE_ORDER = list(STAGES)
+
+
+def scoring_runtime(ctx: Context) -> list:
+    """What the distill stage's scores depend on besides data and settings: the target's runtime and
+    precisions where some candidates are scored as that runtime computes them (any precision but float32)."""
+    precisions = run_precisions(ctx)
+    if all(p == "float32" for p in precisions):
+        return []
+    t = ctx.recipe.target
+    return [t.device, t.backend, precisions]
 DISTRIBUTED_STAGES = ("teacher", "distill", "finetune")
 """Stages that every torchrun process runs together (DDP); rank 0 alone runs the others."""
 

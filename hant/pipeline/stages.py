@@ -7,24 +7,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from ..data import random_shift
-from ..distill.layerwise import build_trained_candidate, distill_zoo
+from ..deploy import PrecisionPlan, deployed_module, split_precision, with_precision
+from ..distill.layerwise import Numerics, build_trained_candidate, distill_zoo
 from ..distill.trainer import evaluate, train_classifier
 from ..distributed import is_main
 from ..errors import HantError
 from ..io import hash_obj, read_json, save_tensors, write_json
-from ..latency import LatencyCache, LatencyTable, device_fingerprint, measure, profile_network
+from ..latency import LatencyCache, LatencyTable, LatencyTarget, device_fingerprint, measure, profile_network
+from ..latency.target import BACKEND_DTYPES
 from ..latency.fit import fit_measured
 from ..models import create_model, load_weights
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
 from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
-from ..slots import discover_slots, get_submodule, slots_to_json
+from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
+from .calibration_data import needs_calibration, run_precisions, task_calibration
 from .context import Context
 from .profiling import slot_options
 from .report import write_report
@@ -86,6 +91,8 @@ def stage_profile(ctx: Context) -> dict:
     """Measure every candidate on the target (cache first), the part of the teacher outside the
     slots, the teacher and a few random students, and calibrate the whole-network prediction."""
     target, cfg = ctx.recipe.target, ctx.recipe.profile
+    precisions = run_precisions(ctx)
+    images, slot_inputs = task_calibration(ctx) if needs_calibration(precisions) else (None, None)
     bar = ProgressCounter("profile", unit="entry")
     try:
         table, hits = profile_network(
@@ -101,6 +108,9 @@ def stage_profile(ctx: Context) -> dict:
             on_progress=bar,
             rel_precision=cfg.rel_precision,
             time_budget_s=cfg.time_budget_s,
+            precisions=precisions[1:],
+            calibration=images,
+            slot_calibration=slot_inputs,
         )
     finally:
         bar.close()
@@ -123,6 +133,8 @@ def stage_distill(ctx: Context) -> dict:
     Random shifts draw from torch's global RNG, which phase 1 seeds per batch, so a resumed or
     sharded run sees the same augmented batches.
     """
+    deployed = [p for p in run_precisions(ctx) if p != "float32"]
+    workdir = tempfile.TemporaryDirectory(prefix="hant-deployed-") if deployed else None
     records = distill_zoo(
         ctx.teacher,
         ctx.slots,
@@ -133,11 +145,38 @@ def stage_distill(ctx: Context) -> dict:
         ctx.run.candidate_weights,
         seed=ctx.recipe.seed,
         augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
+        numerics=deployed_numerics(ctx, workdir.name) if workdir is not None else None,
     )
+    if workdir is not None:
+        workdir.cleanup()
     if is_main():
         write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
     failed = [f"{r.slot}:{r.key}" for recs in records.values() for r in recs.values() if r.status == "failed"]
     return {"candidates": sum(len(v) for v in records.values()), "failed": failed}
+
+
+def deployed_numerics(ctx: Context, workdir: str) -> dict[str, Numerics]:
+    """Per precision other than float32, how a trained candidate is computed once deployed: exported,
+    quantized by the target runtime on the teacher's real slot inputs (int8), compiled; scores of those
+    candidates are then losses on the deployed block's real output. Keyed as the latency table keys them
+    (:func:`hant.deploy.with_precision` against the target's dtype)."""
+    target = ctx.recipe.target
+    precisions = run_precisions(ctx)
+    _, slot_inputs = task_calibration(ctx) if needs_calibration(precisions) else (None, {})
+    counter = iter(range(1 << 30))
+
+    def make(precision: str) -> Numerics:
+        def numerics(slot: Slot, module: torch.nn.Module) -> torch.nn.Module:
+            return deployed_module(module, tuple(slot.in_shape), target, PrecisionPlan(precision), Path(workdir),
+                                   f"{slot.name}-{next(counter)}", slot_inputs.get(slot.path))
+        return numerics
+
+    out: dict[str, Numerics] = {}
+    for p in precisions:
+        if p == "float32":
+            continue
+        out[p] = make(p)
+    return out
 
 
 def _latency_table(ctx: Context) -> LatencyTable:
@@ -147,17 +186,38 @@ def _latency_table(ctx: Context) -> LatencyTable:
 
 
 def _problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Problem:
+    """One candidate per (operation, precision) pair. Scores are keyed against float32 (the distill
+    stage's plain records are torch's float32 numerics), latencies and the selection's keys against the
+    target's dtype, so a student wholly in the target's precision has the plain keys."""
     scores = read_json(ctx.run.scores)
+    default = ctx.recipe.target.dtype
     slots = []
     for slot in ctx.slots:
         costs = []
         for spec in ctx.zoo[slot.name]:
-            rec = scores[slot.name].get(spec.key)
-            if rec is None or rec["status"] == "failed" or rec["score"] is None:
-                continue
-            costs.append(CandidateCost(spec.key, table.latency_ms(spec.uid), rec["score"]))
+            for precision in run_precisions(ctx):
+                rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
+                if rec is None or rec["status"] == "failed" or rec["score"] is None:
+                    continue
+                latency = table.latency_ms(with_precision(spec.uid, precision, default))
+                costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, rec["score"]))
         slots.append(SlotChoices(slot.name, tuple(costs)))
     return Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
+
+
+def network_calibration(ctx: Context, names: list[str]) -> dict | None:
+    """Training images as the int8 calibration data of whole networks measured under ``names``
+    (None when no precision of the run is int8)."""
+    if not needs_calibration(run_precisions(ctx)):
+        return None
+    images, _ = task_calibration(ctx)
+    return {name: images for name in names}
+
+
+def student_plan(ctx: Context, choices: dict[str, str]) -> PrecisionPlan:
+    """The precision plan of the student a selection describes (slot paths -> their chosen precision)."""
+    default = ctx.recipe.target.dtype
+    return PrecisionPlan.of(default, {s.path: split_precision(choices[s.name], default)[1] for s in ctx.slots})
 
 
 def _candidate_modules(ctx: Context, choices: dict[str, CandidateSpec]) -> dict:
@@ -170,8 +230,10 @@ def _candidate_modules(ctx: Context, choices: dict[str, CandidateSpec]) -> dict:
 
 
 def _specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
+    """The operation of each chosen candidate (its precision aside: :func:`student_plan`)."""
     by_key = {s: {spec.key: spec for spec in specs} for s, specs in ctx.zoo.items()}
-    return {slot: by_key[slot][key] for slot, key in choices.items()}
+    default = ctx.recipe.target.dtype
+    return {slot: by_key[slot][split_precision(key, default)[0]] for slot, key in choices.items()}
 
 
 def reference_teacher_ms(table: LatencyTable) -> float:
@@ -217,6 +279,8 @@ def stage_search(ctx: Context) -> dict:
         build, ctx.teacher, ctx.input_shape, target, budget,
         lambda teacher_ms: measured_limit_ms(ctx, budget, teacher_ms, table) * (1 - cfg.margin),
         rounds=cfg.verify_rounds,
+        plan=lambda sel: student_plan(ctx, sel.choices),
+        calibration=network_calibration(ctx, ["teacher", "student"]),
         rel_precision=ctx.recipe.profile.rel_precision, time_budget_s=ctx.recipe.profile.time_budget_s,
     )
     selection = fit.result
@@ -284,7 +348,14 @@ def stage_finetune(ctx: Context) -> dict:
         ctx.slots,
         specs,
         plugins=ctx.recipe.zoo.plugins,
-        metadata={"recipe": ctx.recipe.name, "input_shape": list(ctx.input_shape)},
+        metadata={
+            "recipe": ctx.recipe.name,
+            "input_shape": list(ctx.input_shape),
+            "deployment": {
+                "target": ctx.recipe.target.to_dict(),
+                "plan": student_plan(ctx, selection["choices"]).to_dict(),
+            },
+        },
     )
     write_json(ctx.run.student_metrics, metrics)
     return summary
@@ -293,39 +364,74 @@ def stage_finetune(ctx: Context) -> dict:
 def _slot_rows(ctx: Context, table: LatencyTable, choices: dict[str, str]) -> list[dict]:
     """Per slot: the chosen operation with its latency and score, beside the teacher block's latency."""
     scores = read_json(ctx.run.scores)
+    default = ctx.recipe.target.dtype
     rows = []
     for slot in ctx.slots:
         spec = _specs(ctx, {slot.name: choices[slot.name]})[slot.name]
+        precision = split_precision(choices[slot.name], default)[1]
         rows.append(
             {
                 "slot": slot.name,
                 "candidate": spec.key,
-                "latency_ms": table.latency_ms(spec.uid),
+                "precision": precision,
+                "latency_ms": table.latency_ms(with_precision(spec.uid, precision, default)),
                 "teacher_latency_ms": table.latency_ms(ctx.zoo[slot.name][0].uid),
-                "score": scores[slot.name][spec.key]["score"],
+                "score": scores[slot.name][with_precision(spec.key, precision, "float32")]["score"],
             }
         )
     return rows
 
 
+def int8_baseline(target: LatencyTarget) -> bool:
+    """True when the teacher's own int8 post-training quantization is a baseline on ``target``: its
+    runtime runs int8 and the target itself is in a floating precision."""
+    kind = "cpu" if target.device == "cpu" else "cuda"
+    return target.exports_onnx and target.dtype != "int8" and "int8" in BACKEND_DTYPES[target.backend].get(kind, ())
+
+
+def deployed_accuracy(ctx: Context, model: torch.nn.Module, plan: PrecisionPlan, name: str, images) -> float:
+    """Test accuracy of ``model`` as the target's runtime computes it under ``plan`` (torch's own
+    result for a float32 torch target)."""
+    target = ctx.recipe.target
+    if not target.exports_onnx and plan == PrecisionPlan("float32"):
+        return evaluate(model, ctx.eval_loader("test"))
+    with tempfile.TemporaryDirectory(prefix="hant-report-") as tmp:
+        deployed = deployed_module(model, ctx.input_shape, target, plan, Path(tmp), name, images)
+        return evaluate(deployed, ctx.eval_loader("test"), device=torch.device("cpu"))
+
+
 def stage_report(ctx: Context) -> dict:
-    """Measure teacher and saved student end to end (interleaved), evaluate both, write the report."""
+    """Measure teacher and saved student end to end (interleaved) as the target runs them, with the
+    teacher's int8 post-training quantization beside them where the runtime has int8, and the teacher
+    in torch eager float32 for scale; evaluate each as deployed; write the report."""
     started = time.perf_counter()
     student = load_student(ctx.run.student_dir)
     teacher = ctx.teacher
     target = ctx.recipe.target
-    measured = measure(
-        [("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)],
-        target,
-        rel_precision=min(0.01, ctx.recipe.profile.rel_precision),
-        time_budget_s=ctx.recipe.profile.time_budget_s,
-    )
     selection = read_json(ctx.run.selection)
+    plan = student_plan(ctx, selection["choices"])
+    ptq = int8_baseline(target)
+    images = task_calibration(ctx)[0] if ptq or plan.uses_int8 else None
+    items = [("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)]
+    plans = {"student": plan}
+    if ptq:
+        items.append(("teacher_int8", teacher, ctx.input_shape))
+        plans["teacher_int8"] = PrecisionPlan("int8")
+    timing = {"rel_precision": min(0.01, ctx.recipe.profile.rel_precision), "time_budget_s": ctx.recipe.profile.time_budget_s}
+    measured = measure(items, target, plans=plans,
+                       calibration={n: images for n, _, _ in items} if images is not None else None, **timing)
+    eager = LatencyTarget(batch_size=target.batch_size, threads=target.threads)
+    if target == eager:
+        eager_ms = measured["teacher"].median_ms
+    else:
+        eager_ms = measure([("teacher", teacher, ctx.input_shape)], eager, **timing)["teacher"].median_ms
     table = _latency_table(ctx)
     test = ctx.eval_loader("test")
-    teacher_acc, student_acc = evaluate(teacher, test), evaluate(student, test)
-    if not math.isclose(student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
+    torch_teacher_acc, torch_student_acc = evaluate(teacher, test), evaluate(student, test)
+    if not math.isclose(torch_student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
         raise HantError("the reloaded student's accuracy differs from the fine-tuned one; the saved student is broken")
+    teacher_acc = deployed_accuracy(ctx, teacher, PrecisionPlan(target.dtype), "teacher", images)
+    student_acc = deployed_accuracy(ctx, student, plan, "student", images)
     teacher_ms, student_ms = measured["teacher"].median_ms, measured["student"].median_ms
     limit = measured_limit_ms(ctx, selection["budget_ms"], teacher_ms, table)
     report = {
@@ -334,12 +440,16 @@ def stage_report(ctx: Context) -> dict:
         "teacher": {
             "model": ctx.model_desc["name"],
             "accuracy": teacher_acc,
+            "torch_float32_accuracy": torch_teacher_acc,
             "latency_ms": teacher_ms,
             "latency_iqr_ms": [measured["teacher"].q1_ms, measured["teacher"].q3_ms],
             "profiled_latency_ms": table.extra["teacher_ms"],
+            "torch_eager_float32_ms": eager_ms,
         },
         "student": {
             "accuracy": student_acc,
+            "torch_float32_accuracy": torch_student_acc,
+            "precision": plan.describe(),
             "latency_ms": student_ms,
             "latency_iqr_ms": [measured["student"].q1_ms, measured["student"].q3_ms],
             "predicted_latency_ms": selection["predicted_latency_ms"],
@@ -362,6 +472,11 @@ def stage_report(ctx: Context) -> dict:
         "slots": _slot_rows(ctx, table, selection["choices"]),
         "stage_seconds": {**ctx.run.stage_seconds(), "report": time.perf_counter() - started},
     }
+    if ptq:
+        report["teacher_int8"] = {
+            "accuracy": deployed_accuracy(ctx, teacher, PrecisionPlan("int8"), "teacher_int8", images),
+            "latency_ms": measured["teacher_int8"].median_ms,
+            "latency_iqr_ms": [measured["teacher_int8"].q1_ms, measured["teacher_int8"].q3_ms],
+        }
     write_report(ctx.run, report)
     return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": student_ms <= limit}
-
