@@ -133,22 +133,19 @@ def stage_distill(ctx: Context) -> dict:
     Random shifts draw from torch's global RNG, which phase 1 seeds per batch, so a resumed or
     sharded run sees the same augmented batches.
     """
-    deployed = [p for p in run_precisions(ctx) if p != "float32"]
-    workdir = tempfile.TemporaryDirectory(prefix="hant-deployed-") if deployed else None
-    records = distill_zoo(
-        ctx.teacher,
-        ctx.slots,
-        ctx.zoo,
-        ctx.train_loader(seed_offset=1),
-        ctx.eval_loader("val"),
-        ctx.recipe.distill,
-        ctx.run.candidate_weights,
-        seed=ctx.recipe.seed,
-        augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
-        numerics=deployed_numerics(ctx, workdir.name) if workdir is not None else None,
-    )
-    if workdir is not None:
-        workdir.cleanup()
+    with tempfile.TemporaryDirectory(prefix="hant-deployed-") as workdir:
+        records = distill_zoo(
+            ctx.teacher,
+            ctx.slots,
+            ctx.zoo,
+            ctx.train_loader(seed_offset=1),
+            ctx.eval_loader("val"),
+            ctx.recipe.distill,
+            ctx.run.candidate_weights,
+            seed=ctx.recipe.seed,
+            augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
+            numerics=deployed_numerics(ctx, workdir),
+        )
     if is_main():
         write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
     failed = [f"{r.slot}:{r.key}" for recs in records.values() for r in recs.values() if r.status == "failed"]
@@ -156,10 +153,10 @@ def stage_distill(ctx: Context) -> dict:
 
 
 def deployed_numerics(ctx: Context, workdir: str) -> dict[str, Numerics]:
-    """Per precision other than float32, how a trained candidate is computed once deployed: exported,
-    quantized by the target runtime on the teacher's real slot inputs (int8), compiled; scores of those
-    candidates are then losses on the deployed block's real output. Keyed as the latency table keys them
-    (:func:`hant.deploy.with_precision` against the target's dtype)."""
+    """Per precision of the run other than float32, how a trained candidate is computed once deployed:
+    exported, quantized by the target runtime on the teacher's real slot inputs (int8), compiled; scores
+    of those candidates are then losses on the deployed block's real output. The distill stage keys
+    their records ``key@precision``; plain keys are torch's float32 numerics."""
     target = ctx.recipe.target
     precisions = run_precisions(ctx)
     _, slot_inputs = task_calibration(ctx) if needs_calibration(precisions) else (None, {})
@@ -171,12 +168,7 @@ def deployed_numerics(ctx: Context, workdir: str) -> dict[str, Numerics]:
                                    f"{slot.name}-{next(counter)}", slot_inputs.get(slot.path))
         return numerics
 
-    out: dict[str, Numerics] = {}
-    for p in precisions:
-        if p == "float32":
-            continue
-        out[p] = make(p)
-    return out
+    return {p: make(p) for p in precisions if p != "float32"}
 
 
 def _latency_table(ctx: Context) -> LatencyTable:
