@@ -88,10 +88,12 @@ def search_students(table: LatencyTable, options: Sequence[SlotOptions], n: int,
             costs = [CandidateCost("0", keep_ms, 0.0)]
             for k, (uid, _) in enumerate(slot.options[1:], start=1):
                 u = table.latency_ms(uid) / keep_ms
-                costs.append(CandidateCost(str(k), table.latency_ms(uid), a * max(0.0, 1.1 - u) ** p * math.exp(rng.gauss(0.0, noise))))
+                score = a * max(0.0, 1.1 - u) ** p * math.exp(rng.gauss(0.0, noise))
+                costs.append(CandidateCost(str(k), table.latency_ms(uid), score))
             slots.append(SlotChoices(slot.path, tuple(costs)))
         try:
-            selection = solve(Problem(tuple(slots), fraction * teacher_ms, float(table.extra["fixed_ms"])), time_limit_s=5.0)
+            problem = Problem(tuple(slots), fraction * teacher_ms, float(table.extra["fixed_ms"]))
+            selection = solve(problem, time_limit_s=5.0)
         except InfeasibleBudgetError:
             continue
         choice = tuple(int(selection.choices[slot.path]) for slot in options)
@@ -159,7 +161,8 @@ def main() -> None:
     profile_seconds = time.perf_counter() - started
     fractions: list[float] = []
     if args.region == "search":
-        students, fractions = search_students(table, students_from, args.students, tuple(args.budgets), args.score_noise, rng)
+        students, fractions = search_students(table, students_from, args.students, tuple(args.budgets),
+                                              args.score_noise, rng)
 
     nets = [(f"student{i}", assemble(model, students_from, c), shape) for i, c in enumerate(students)]
     nets.append(("teacher", model, shape))  # the reference: how fast the machine is now against the table

@@ -34,7 +34,8 @@ def amp_mode(value: bool | str) -> str:
     if value is False:
         return "off"
     if value not in AMP_MODES:
-        raise ConfigError(f"amp must be one of {list(AMP_MODES)} (or true/false), got {value!r}; fix the recipe's amp key")
+        raise ConfigError(f"amp must be one of {list(AMP_MODES)} (or true/false), got {value!r}; "
+                          "fix the recipe's amp key")
     return value
 
 

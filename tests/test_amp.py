@@ -20,9 +20,11 @@ from hant.slots import discover_slots
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("value, mode", [(True, "gpu"), (False, "off"), ("gpu", "gpu"), ("bf16", "bf16"), ("off", "off")])
+@pytest.mark.parametrize("value, mode",
+                         [(True, "gpu"), (False, "off"), ("gpu", "gpu"), ("bf16", "bf16"), ("off", "off")])
 def test_recipe_amp_takes_booleans_and_modes(value, mode):
-    recipe = recipe_from_dict({"distill": {"amp": value}, "finetune": {"amp": value}, "teacher": {"train": {"amp": value}}})
+    sections = {"distill": {"amp": value}, "finetune": {"amp": value}, "teacher": {"train": {"amp": value}}}
+    recipe = recipe_from_dict(sections)
     assert [amp_mode(c.amp) for c in (recipe.distill, recipe.finetune, recipe.teacher.train)] == [mode] * 3
 
 
