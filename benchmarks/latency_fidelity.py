@@ -119,6 +119,8 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calibration-networks", type=int, default=CALIBRATION_NETWORKS)
+    p.add_argument("--fast-calibration-networks", type=int, default=0,
+                   help="more calibration networks drawn from options well below each block's latency")
     p.add_argument("--rel-precision", type=float, default=0.02)
     p.add_argument("--time-budget", type=float, default=240.0, help="seconds for each of the two measurements")
     p.add_argument("--min-time", type=float, default=0.0,
@@ -152,7 +154,8 @@ def main() -> None:
         table, hits = profile_network(
             model, shape, options, target, LatencyCache(),
             base_uid=f"network:{args.model}:{hash_obj(list(shape))}",
-            calibration_networks=args.calibration_networks, only=needed, seed=args.seed,
+            calibration_networks=args.calibration_networks, fast_calibration_networks=args.fast_calibration_networks,
+            only=needed, seed=args.seed,
             on_progress=bar, rel_precision=args.rel_precision, time_budget_s=args.time_budget,
             calibration_time_s=args.min_time,
         )
@@ -208,7 +211,8 @@ def main() -> None:
         "anchored_median_abs_err_pct": round(statistics.median(abs(e) for e in anchored_errs), 3),
         "raw_within_5pct": share(raw_errs, 5), "raw_within_10pct": share(raw_errs, 10),
         "raw_median_abs_err_pct": round(statistics.median(abs(e) for e in raw_errs), 3),
-        "calibration_networks": len(cal["measured_ms"]),
+        "calibration_networks": len(cal["measured_ms"]), "fast_calibration_networks": args.fast_calibration_networks,
+        "calibration_model": cal["model"],
         "calibration_scale": round(cal["scale"], 4), "calibration_offset_ms": round(cal["offset_ms"], 3),
         "calibration_loo_median_abs_err_pct": round(cal["loo_median_abs_err_pct"], 3),
         "calibration_loo_max_abs_err_pct": round(cal["loo_max_abs_err_pct"], 3),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -104,6 +104,26 @@ def calibration_choices(slots: Sequence[SlotOptions], n: int, seed: int = 0) -> 
     return out
 
 
+def fast_choices(slots: Sequence[SlotOptions], latency_ms: Mapping[str, float], n: int,
+                 seed: int = 0) -> list[tuple[int, ...]]:
+    """``n`` variants in the region the search picks from, well below the network's own latency:
+    variant ``j`` fills each slot with a uniformly random option among those in ``latency_ms`` that
+    take at most ``f_j`` times the slot's own block, ``f_j`` falling from 0.8 to 0.2 (the slot's
+    fastest timed option where none is that fast)."""
+    rng = random.Random(seed)
+    out = []
+    for j in range(n):
+        fraction = 0.8 - 0.6 * j / max(1, n - 1)
+        choice = []
+        for slot in slots:
+            timed = [(k, latency_ms[uid]) for k, (uid, _) in enumerate(slot.options) if uid in latency_ms]
+            limit = fraction * latency_ms[slot.options[0][0]]
+            fast = [k for k, ms in timed if ms <= limit] or [min(timed, key=lambda t: t[1])[0]]
+            choice.append(rng.choice(fast))
+        out.append(tuple(choice))
+    return out
+
+
 def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int]) -> str:
     """Cache key of one assembled variant of the network ``base``."""
     return f"{base}:variant:{hash_obj([s.options[k][0] for s, k in zip(slots, choice)])}"
@@ -124,6 +144,7 @@ def profile_network(
     base_uid: str,
     calibration_networks: int = CALIBRATION_NETWORKS,
     calibration_time_s: float = CALIBRATION_TIME_S,
+    fast_calibration_networks: int = 0,
     only: set[str] | None = None,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
@@ -135,6 +156,8 @@ def profile_network(
     ``calibration_time_s`` (at most the time budget): their medians converge in 3-7 s, but the
     table's absolute level rests on them, and a shared machine's speed wanders over tens of seconds.
 
+    ``fast_calibration_networks`` more variants are drawn by :func:`fast_choices` from the options
+    once they are timed, so that the calibration also spans students as fast as the search returns.
     ``only`` restricts the options measured (besides those the calibration variants use) to these
     uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
     Returns the table and the number of cache hits. ``table.extra`` holds ``teacher_ms`` (``model``
@@ -153,10 +176,7 @@ def profile_network(
         for uid, obj in slot.options:
             if only is None or uid in only or uid in used:
                 parts.append((uid, obj, slot.in_shape))
-    networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
-    for v in variants:
-        networks.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
-    total = len(parts) + len(networks)
+    total = len(parts) + 1 + len(variants) + max(0, fast_calibration_networks)
 
     def progress(offset: int) -> Callable[[int, int], None] | None:
         return None if on_progress is None else lambda done, _: on_progress(offset + done, total)
@@ -164,6 +184,11 @@ def profile_network(
     # Whole networks are timed in a run of their own, as a network is timed end to end (among
     # networks, not among hundreds of small blocks), so the calibration maps one to the other.
     stats, hits = profile(parts, target, cache, on_progress=progress(0), **measure_kwargs)
+    timed = {uid: stat.median_ms for uid, stat in stats.items()}
+    variants += fast_choices(slots, timed, max(0, fast_calibration_networks), seed)
+    networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
+    for v in variants:
+        networks.append((network_uid(base_uid, slots, v), lambda v=v: assemble(model, slots, v), input_shape))
     budget = measure_kwargs.get("time_budget_s", MEASURE_TIME_BUDGET_S)
     net_kwargs = {**measure_kwargs, "min_time_s": min(max(0.0, calibration_time_s), budget)}
     net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **net_kwargs)
