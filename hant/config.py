@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .amp import AmpMode
 from .deploy.plan import PrecisionPlan
 from .errors import ConfigError, DeployError
 from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
@@ -52,8 +53,9 @@ class TrainConfig:
     """Label smoothing of the cross-entropy term."""
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the weights (timm ModelEmaV3); 0 turns it off."""
-    amp: bool = True
-    """Mixed precision (bfloat16, else float16) when training on a GPU."""
+    amp: bool | AmpMode = True
+    """Mixed precision: ``gpu`` or ``true`` (bfloat16, else float16, autocast on a GPU only), ``bf16``
+    (bfloat16 autocast on the GPU or the CPU; pays on a CPU with AMX) or ``off`` / ``false``."""
 
 
 @dataclass
@@ -140,8 +142,10 @@ class DistillConfig:
     ``swap_kl`` (KL divergence from the teacher's logits with only that slot replaced)."""
     device: str = "auto"
     """``auto`` (this rank's CUDA device when there is one, else CPU), ``cpu`` or ``cuda[:N]``."""
-    amp: bool = True
-    """Train under bfloat16 autocast on CUDA (ignored on CPU); scoring stays in float32."""
+    amp: bool | AmpMode = True
+    """Training precision: ``gpu`` or ``true`` (bfloat16 autocast on a GPU that has it, float32 on the
+    CPU), ``bf16`` (bfloat16 autocast on the GPU or the CPU; pays on a CPU with AMX) or ``off`` /
+    ``false``; scoring stays in float32."""
 
 
 @dataclass
@@ -234,6 +238,13 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+def _describe(tp: Any) -> str:
+    """A type as a recipe's author reads it: ``bool``, or ``one of 'gpu', 'bf16', 'off'``."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -241,7 +252,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for tp_i in inner:
+            try:
+                return _coerce(value, tp_i, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"recipe key {where!r} must be {' or '.join(_describe(a) for a in inner)}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in args or isinstance(value, bool):
+            raise ConfigError(f"recipe key {where!r} must be {_describe(tp)}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):

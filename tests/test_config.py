@@ -192,7 +192,8 @@ def test_demo_recipe_loads_and_validates(tiny_resnet):
     assert r.data.dataset == "digits" and r.data.image_size == 32
     assert r.teacher.model == "resnet18" and r.teacher.kwargs == {"replace_stem_pool": True}
     assert r.teacher.train.epochs == 12
-    assert r.target == LatencyTarget(device="cpu", backend="torch", dtype="float32", batch_size=64, threads=1)
+    assert r.target == LatencyTarget(device="cpu", backend="openvino", dtype="int8", batch_size=64, threads=1)
+    assert set(r.targets) == {"onnxruntime_int8", "torch"}
     assert r.zoo.families["pruned"] == {"widths": [0.25, 0.5, 0.75]}
     assert r.profile.time_budget_s == 60.0 and isinstance(r.profile.time_budget_s, float)
     assert r.search.budget == 0.5 and r.search.backend == "cpsat"

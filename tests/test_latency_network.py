@@ -18,8 +18,8 @@ from hant.latency import (
     measure,
     profile_network,
 )
-from hant.latency.network import SlotStub, assemble, calibration_choices, outside_slots
 from hant.deploy.onnx import export_onnx
+from hant.latency.network import SlotStub, assemble, calibration_choices, fast_choices, outside_slots
 
 runtime = importlib.import_module("hant.latency.runtime")
 
@@ -111,6 +111,27 @@ def test_assemble_and_calibration_choices():
     choices = calibration_choices(slots, 6, seed=3)
     assert choices == calibration_choices(slots, 6, seed=3) and len(choices) == 6
     assert all(0 <= k < len(s.options) for c in choices for s, k in zip(slots, c))
+
+
+def test_fast_choices_take_options_below_a_falling_share_of_each_block():
+    slots = slots_of(net())
+    timed = {"keep1": 10.0, "id1": 0.1, "wide1": 30.0, "keep2": 5.0, "cheap2": 3.0}
+    choices = fast_choices(slots, timed, 3, seed=1)
+    assert choices == fast_choices(slots, timed, 3, seed=1) and len(choices) == 3
+    assert all(c[0] == 1 for c in choices)  # only the identity is under 0.8 x keep1
+    assert choices[0][1] == 1 and choices[-1][1] == 1  # cheap2 (0.6 x) fits 0.8; the fastest where none fits 0.2
+    untimed = fast_choices(slots, {"keep1": 10.0, "keep2": 5.0, "cheap2": 1.0}, 1)
+    assert untimed == [(0, 1)]  # options never timed are not drawn: keep1 is the fastest timed one
+
+
+def test_fast_calibration_networks_extend_the_calibration_below_the_random_ones():
+    model = net()
+    slots = slots_of(model)
+    table, _ = profile_network(model, (3, 16, 16), slots, LatencyTarget(batch_size=2), None, base_uid="network:tiny",
+                               calibration_networks=2, fast_calibration_networks=2, **FAST)
+    cal = table.extra["calibration"]
+    assert len(cal["measured_ms"]) == 1 + 2 + 2
+    assert max(cal["predicted_ms"][3:]) < cal["predicted_ms"][0]  # the fast ones predict under the teacher
 
 
 def test_profile_network_predicts_the_network_and_hits_the_cache(tmp_path):

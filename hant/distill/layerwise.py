@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..amp import autocast, autocast_dtype
 from ..config import DistillConfig
 from ..distributed import barrier
 from ..errors import ConfigError
@@ -110,9 +111,10 @@ def _device(name: str) -> torch.device:
 
 
 def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextManager] | None:
-    if device.type == "cuda" and cfg.amp and torch.cuda.is_bf16_supported():
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return None
+    """Autocast for training on ``device`` as ``cfg.amp`` says (None: float32); no loss scaling here,
+    so a GPU without bfloat16 trains in float32."""
+    dtype = autocast_dtype(device, cfg.amp, float16=False)
+    return None if dtype is None else (lambda: autocast(device, dtype))
 
 
 def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:

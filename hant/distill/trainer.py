@@ -1,13 +1,12 @@
 """End-to-end training of a classifier: the teacher from scratch, or a student with knowledge distillation.
 
-timm's optimizer, scheduler and EMA factories; AMP on a GPU; DistributedDataParallel when
-torchrun started several processes; a checkpoint after every epoch, from which a killed run
+timm's optimizer, scheduler and EMA factories; AMP on a GPU (bfloat16 on the CPU too with
+``amp: bf16``); DistributedDataParallel when torchrun started several processes; a checkpoint after every epoch, from which a killed run
 resumes with the same data order it would have had.
 """
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from .. import distributed as dist
+from ..amp import autocast, autocast_dtype
 from ..config import TrainConfig
 from ..progress import progress
 
@@ -73,13 +73,6 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.sampler.generator = torch.Generator().manual_seed(seed + epoch)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if not (enabled and device.type == "cuda"):
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def train_classifier(
     model: nn.Module,
     train_loader: DataLoader,
@@ -121,7 +114,8 @@ def train_classifier(
         updates_per_epoch=steps_per_epoch,
     )
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    amp_dtype = autocast_dtype(device, cfg.amp, float16=True)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
     net = nn.parallel.DistributedDataParallel(model) if dist.is_distributed() else model
 
     start_epoch, best_acc, best_epoch, best_state, history = 0, -1.0, -1, None, []
@@ -144,7 +138,7 @@ def train_classifier(
             x, y = x.to(device), y.to(device)
             if augment is not None:
                 x = augment(x)
-            with _autocast(device, cfg.amp):
+            with autocast(device, amp_dtype):
                 logits = net(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 if teacher is not None and kd_alpha > 0:

@@ -121,6 +121,31 @@ def calibration_precisions(slots: Sequence[SlotOptions], n: int, precisions: Seq
     return out
 
 
+def fast_choices(slots: Sequence[SlotOptions], latency_ms: Mapping[str, float], n: int,
+                 seed: int = 0) -> list[tuple[int, ...]]:
+    """``n`` variants in the region the search picks from, well below the network's own latency:
+    variant ``j`` fills each slot with a uniformly random option among those in ``latency_ms`` that
+    take at most ``f_j`` times the slot's own block, ``f_j`` falling from 0.8 to 0.2 (the slot's
+    fastest timed option where none is that fast)."""
+    rng = random.Random(seed)
+    out = []
+    for j in range(n):
+        fraction = 0.8 - 0.6 * j / max(1, n - 1)
+        choice = []
+        for slot in slots:
+            timed = [(k, latency_ms[uid]) for k, (uid, _) in enumerate(slot.options) if uid in latency_ms]
+            limit = fraction * latency_ms[slot.options[0][0]]
+            fast = [k for k, ms in timed if ms <= limit] or [min(timed, key=lambda t: t[1])[0]]
+            choice.append(rng.choice(fast))
+        out.append(tuple(choice))
+    return out
+
+
+def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int]) -> str:
+    """Cache key of one assembled variant of the network ``base``."""
+    return f"{base}:variant:{hash_obj([s.options[k][0] for s, k in zip(slots, choice)])}"
+
+
 def option_uid(slot: SlotOptions, k: int, precision: str, default: str) -> str:
     """Latency-table key of option ``k`` of ``slot`` run in ``precision`` (the uid itself at the default)."""
     return with_precision(slot.options[k][0], precision, default)
@@ -156,6 +181,7 @@ def profile_network(
     base_uid: str,
     calibration_networks: int = CALIBRATION_NETWORKS,
     calibration_time_s: float = CALIBRATION_TIME_S,
+    fast_calibration_networks: int = 0,
     only: set[str] | None = None,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
@@ -170,6 +196,8 @@ def profile_network(
     ``calibration_time_s`` (at most the time budget): their medians converge in 3-7 s, but the
     table's absolute level rests on them, and a shared machine's speed wanders over tens of seconds.
 
+    ``fast_calibration_networks`` more variants are drawn by :func:`fast_choices` from the options
+    once they are timed, so that the calibration also spans students as fast as the search returns.
     ``only`` restricts the options measured (besides those the calibration variants use) to these
     uids. ``base_uid`` names ``model`` in the cache; it must change whenever the model does.
     ``precisions`` are the per-slot precisions besides ``target.dtype``: every option is also measured
@@ -208,6 +236,19 @@ def profile_network(
                     plans[key] = PrecisionPlan(p)
                     if slot_calibration is not None and slot.path in slot_calibration:
                         samples[key] = slot_calibration[slot.path]
+    total = len(parts) + 1 + len(variants) + max(0, fast_calibration_networks)
+
+    def progress(offset: int) -> Callable[[int, int], None] | None:
+        return None if on_progress is None else lambda done, _: on_progress(offset + done, total)
+
+    # Whole networks are timed in a run of their own, as a network is timed end to end (among
+    # networks, not among hundreds of small blocks), so the calibration maps one to the other.
+    deploy_kwargs = {"plans": plans, "calibration": samples}
+    stats, hits = profile(parts, target, cache, on_progress=progress(0), **deploy_kwargs, **measure_kwargs)
+    timed = {uid: stat.median_ms for uid, stat in stats.items()}
+    fast = fast_choices(slots, timed, max(0, fast_calibration_networks), seed)  # in the default precision
+    variants += fast
+    variant_precisions += [tuple(default for _ in slots)] * len(fast)
     networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
     network_keys = [base_uid]
     for v, ps in zip(variants, variant_precisions):
@@ -217,15 +258,6 @@ def profile_network(
         plans[uid] = network_plan(slots, ps, default)
     if calibration is not None:
         samples.update({uid: calibration for uid in network_keys})
-    total = len(parts) + len(networks)
-
-    def progress(offset: int) -> Callable[[int, int], None] | None:
-        return None if on_progress is None else lambda done, _: on_progress(offset + done, total)
-
-    # Whole networks are timed in a run of their own, as a network is timed end to end (among
-    # networks, not among hundreds of small blocks), so the calibration maps one to the other.
-    deploy_kwargs = {"plans": plans, "calibration": samples}
-    stats, hits = profile(parts, target, cache, on_progress=progress(0), **deploy_kwargs, **measure_kwargs)
     budget = measure_kwargs.get("time_budget_s", MEASURE_TIME_BUDGET_S)
     net_kwargs = {**measure_kwargs, "min_time_s": min(max(0.0, calibration_time_s), budget)}
     net_stats, net_hits = profile(networks, target, cache, on_progress=progress(len(parts)), **deploy_kwargs, **net_kwargs)
