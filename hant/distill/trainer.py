@@ -1,8 +1,8 @@
 """End-to-end training of a classifier: the teacher from scratch, or a student with knowledge distillation.
 
 timm's optimizer, scheduler and EMA factories; AMP on a GPU (bfloat16 on the CPU too with
-``amp: bf16``); DistributedDataParallel when torchrun started several processes; a checkpoint after every epoch, from which a killed run
-resumes with the same data order it would have had.
+``amp: bf16``); DistributedDataParallel when torchrun started several processes; a checkpoint
+after every epoch, from which a killed run resumes with the same data order it would have had.
 """
 from __future__ import annotations
 
