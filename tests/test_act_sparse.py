@@ -1,0 +1,116 @@
+"""Activation sparsity: masks, schedule, the masked block, the act_sparse family and a whole run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from tiny import tiny_recipe
+
+from hant.config import recipe_from_dict
+from hant.errors import ZooError
+from hant.io import read_json
+from hant.ops_zoo import build_candidate, build_zoo
+from hant.pipeline import Context, RunDir, run_stages
+from hant.slots import discover_slots, get_submodule
+from hant.sparsity import MaskedConv2d, SparseBlock, draw_mask, ratio_at
+
+
+def test_mask_drops_the_requested_share_of_pixels():
+    for h, w, s in [(7, 7, 0.2), (56, 56, 0.3), (5, 3, 0.0), (4, 4, 0.99)]:
+        mask = draw_mask(h, w, s)
+        assert mask.shape == (h, w) and int((~mask).sum()) == int(s * h * w + 1e-9)
+
+
+def test_ratio_grows_on_the_power_2_schedule():
+    assert ratio_at(0, 100, 0.3) == 0.0 and ratio_at(10, 100, 0.3) == 0.0
+    assert ratio_at(50, 100, 0.3) == pytest.approx(0.3 * (1 - 0.5**2))
+    assert ratio_at(90, 100, 0.3) == pytest.approx(0.3) and ratio_at(99, 100, 0.3) == pytest.approx(0.3)
+
+
+def _slots_and_zoo(tiny_resnet, ratios=(0.2,)):
+    slots = discover_slots(tiny_resnet, torch.zeros(1, 1, 16, 16))
+    return slots, build_zoo(tiny_resnet, slots, {"act_sparse": {"ratios": list(ratios)}})
+
+
+def test_kernel_block_equals_masked_dense_block(tiny_resnet):
+    slots, zoo = _slots_and_zoo(tiny_resnet)
+    for slot in slots:
+        spec = [s for s in zoo[slot.name] if s.family == "act_sparse"][0]
+        block = build_candidate(spec, get_submodule(tiny_resnet, slot.path)).eval()
+        masked = [m for m in block.modules() if isinstance(m, MaskedConv2d)]
+        assert masked and all(int((~m.mask).sum()) == int(0.2 * m.mask.numel() + 1e-9) for m in masked)
+        x = torch.randn(3, *slot.in_shape)
+        with torch.no_grad():
+            fast = block(x)
+        for m in masked:
+            m.training = True  # the masked dense path
+        with torch.no_grad():
+            dense = block(x)
+        assert torch.allclose(fast, dense, atol=1e-5), slot.name
+
+
+def test_schedule_freezes_the_best_masks(tiny_resnet):
+    slots, zoo = _slots_and_zoo(tiny_resnet, (0.3,))
+    spec = [s for s in zoo[slots[0].name] if s.family == "act_sparse"][0]
+    block = build_candidate(spec, get_submodule(tiny_resnet, slots[0].path))
+    assert isinstance(block, SparseBlock)
+    total, seen = 100, {}
+    for step in range(total):
+        block.schedule_step(step, total)
+        mask = block.masked()[0].mask.clone()
+        if step == 0:
+            assert bool(mask.all())
+        if 90 <= step < 95:
+            seen[step] = mask
+            block.observe_loss(torch.tensor(float(abs(step - 92))))
+    assert bool(block.frozen)
+    assert torch.equal(block.masked()[0].mask, seen[92])
+
+
+def test_bad_ratio_is_one_clear_error(tiny_resnet):
+    with pytest.raises(ZooError, match=r"act_sparse\.ratios.*\[0, 1\)"):
+        _slots_and_zoo(tiny_resnet, (1.0,))
+
+
+def test_unsupported_layer_stays_dense_and_says_so(caplog):
+    block = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8))
+    from hant.sparsity import sparsify_block
+    from hant.sparsity.masked import dense_layers
+
+    sparse = sparsify_block(block, (8, 6, 6), 0.2)
+    assert isinstance(sparse.block[0], MaskedConv2d) and isinstance(sparse.block[1], torch.nn.Conv2d)
+    assert dense_layers(block) == [("1", "it is a grouped convolution (groups=8); the masked kernel supports groups=1 only")]
+
+
+def test_kernel_not_built_says_how_to_build(monkeypatch, tmp_path):
+    from hant.kernels import build
+
+    monkeypatch.setattr(build, "SOURCES", (tmp_path / "missing.cpp",))
+    (tmp_path / "missing.cpp").write_text("this is not C++\n")
+    build.build_kernels.cache_clear()
+    try:
+        with pytest.raises(build.KernelNotBuilt, match=r"python -m hant.kernels"):
+            build.build_kernels()
+    finally:
+        build.build_kernels.cache_clear()
+
+
+def test_a_run_with_act_sparse_saves_a_student_that_reloads(tmp_path):
+    recipe = tiny_recipe(zoo={"families": {"act_sparse": {"ratios": [0.2]}, "pruned": {"widths": [0.5]}}})
+    ctx = Context(recipe_from_dict(recipe), RunDir(tmp_path))
+    run_stages(ctx, "finetune")
+    selection = read_json(next(tmp_path.rglob("selection.json")))
+    student = next(p.parent for p in tmp_path.rglob("arch.json"))
+    code = (
+        "import sys, torch, hant\n"
+        "m = hant.load_student(sys.argv[1])\n"
+        "n = sum(isinstance(x, hant.sparsity.MaskedConv2d) for x in m.modules())\n"
+        "y = m(torch.randn(2, 1, 16, 16))\n"
+        "print(n, tuple(y.shape))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(student)], capture_output=True, text=True, check=True)
+    chosen = [k for k in str(selection).split("'") if k.startswith("act_sparse")]
+    assert out.stdout.split()[0] != "0" or not chosen
+    assert "(2, 10)" in out.stdout
