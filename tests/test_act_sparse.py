@@ -11,9 +11,11 @@ from tiny import tiny_recipe
 from hant.config import recipe_from_dict
 from hant.errors import ZooError
 from hant.io import read_json
+from hant.distill.layerwise import build_trained_candidate
 from hant.ops_zoo import build_candidate, build_zoo
 from hant.pipeline import Context, RunDir, run_stages
 from hant.slots import discover_slots, get_submodule
+from hant.student import assemble_student, save_student
 from hant.sparsity import MaskedConv2d, SparseBlock, draw_mask, ratio_at
 
 
@@ -98,19 +100,35 @@ def test_kernel_not_built_says_how_to_build(monkeypatch, tmp_path):
 
 
 def test_a_run_with_act_sparse_saves_a_student_that_reloads(tmp_path):
-    recipe = tiny_recipe(zoo={"families": {"act_sparse": {"ratios": [0.2]}, "pruned": {"widths": [0.5]}}})
-    ctx = Context(recipe_from_dict(recipe), RunDir(tmp_path))
+    recipe = tiny_recipe(zoo={"families": {"act_sparse": {"ratios": [0.2]}, "pruned": {"widths": [0.5]}}},
+                         search={"budget": 1.0, "verify_rounds": 2})
+    ctx = Context(recipe_from_dict(recipe), RunDir(tmp_path / "run"))
     run_stages(ctx, "finetune")
-    selection = read_json(next(tmp_path.rglob("selection.json")))
-    student = next(p.parent for p in tmp_path.rglob("arch.json"))
+    scores = read_json(ctx.run.scores)
+    sparse = {s.name: [c for c in ctx.zoo[s.name] if c.family == "act_sparse"][0] for s in ctx.slots}
+    assert all(scores[name][spec.key]["status"] == "ok" for name, spec in sparse.items())
+    modules = {
+        s.name: build_trained_candidate(sparse[s.name], get_submodule(ctx.teacher, s.path), ctx.run.candidate_weights)
+        for s in ctx.slots
+    }
+    assert all(bool(m.frozen) for m in modules.values())
+    student = assemble_student(ctx.teacher, ctx.slots, sparse, modules).eval()
+    save_student(student, tmp_path / "student", ctx.model_desc, ctx.slots, sparse)
+    x = torch.randn(2, 1, 16, 16)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = student(x)
+    torch.save(expected, tmp_path / "y.pt")
     code = (
         "import sys, torch, hant\n"
+        "from hant.sparsity import MaskedConv2d\n"
         "m = hant.load_student(sys.argv[1])\n"
-        "n = sum(isinstance(x, hant.sparsity.MaskedConv2d) for x in m.modules())\n"
-        "y = m(torch.randn(2, 1, 16, 16))\n"
-        "print(n, tuple(y.shape))\n"
+        "x, y = torch.load(sys.argv[2]), torch.load(sys.argv[3])\n"
+        "with torch.no_grad():\n"
+        "    assert torch.allclose(m(x), y, atol=1e-5)\n"
+        "print(sum(isinstance(c, MaskedConv2d) for c in m.modules()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(student)], capture_output=True, text=True, check=True)
-    chosen = [k for k in str(selection).split("'") if k.startswith("act_sparse")]
-    assert out.stdout.split()[0] != "0" or not chosen
-    assert "(2, 10)" in out.stdout
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "student"), str(tmp_path / "x.pt"),
+                          str(tmp_path / "y.pt")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) == sum(isinstance(c, MaskedConv2d) for c in student.modules()) > 0
