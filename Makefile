@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/hant run recipes/demo.yaml
 
 test: install
+	$(BIN)/python -m hant.kernels
 	$(BIN)/python -m pytest -q
 
 clean:

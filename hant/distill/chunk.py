@@ -63,9 +63,17 @@ def make_optimizer(module: nn.Module, cfg: DistillConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _call_hook(module: nn.Module, name: str, *args) -> None:
+    """Call ``module.<name>(*args)`` where a candidate defines it (sparse training's mask schedule)."""
+    hook = getattr(module, name, None)
+    if callable(hook):
+        hook(*args)
+
+
 class ChunkTrainer:
     """``step(x, step)`` trains every live job of a chunk on one batch (``step`` counts batches from
-    the start of the schedule); use as a context manager."""
+    the start of the schedule); use as a context manager. A candidate that defines
+    ``schedule_step(step, total)`` and ``observe_loss(loss)`` gets them around its training step."""
 
     def __init__(
         self,
@@ -112,6 +120,7 @@ class ChunkTrainer:
         for job in live:
             x_in, target = io[job.slot.name]
             version = x_in._version
+            _call_hook(job.module, "schedule_step", step, self.total_steps)
             with self.autocast():
                 out = job.module(x_in)
             loss = self.loss_fn(out.float(), target.float())
@@ -126,6 +135,7 @@ class ChunkTrainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            _call_hook(job.module, "observe_loss", loss.detach())
             losses.append(loss.detach())
         if not losses:
             return
