@@ -40,3 +40,11 @@ class InfeasibleBudgetError(SearchError):
 
 class RunDirError(HantError):
     """A run directory lacks the output of a stage that the requested stage reads."""
+
+
+class FileFormatError(HantError):
+    """A file hant wrote or reads is damaged or unreadable (truncated, not the expected format)."""
+
+
+class PluginError(HantError):
+    """A recipe or saved student names plugins (executed code) that the caller did not allow."""

@@ -119,7 +119,7 @@ def _print_front(front: dict, paths: tuple[Path, Path]) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
-    ctx = Context(recipe, run)
+    ctx = Context(recipe, run, allow_plugins=args.allow_plugins)
     front = sweep_run(
         ctx, parse_fractions(args.budgets), backend=args.backend, time_limit_s=args.time_limit, max_changed=args.max_changed
     )
@@ -146,5 +146,5 @@ def cmd_search(args: argparse.Namespace) -> int:
         recipe.search.budget_ms = args.budget_ms
     if args.time_limit is not None:
         recipe.search.time_limit_s = args.time_limit
-    _run_tracked(recipe, run, "search", args.force)
+    _run_tracked(recipe, run, "search", args.force, args.allow_plugins)
     return 0

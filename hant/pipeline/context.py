@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Recipe
 from ..data import DataSplits, load_splits, make_loader, random_shift
 from ..distributed import is_distributed
-from ..errors import RunDirError
+from ..errors import PluginError, RunDirError
 from ..io import load_tensors, read_json
 from ..loaders import timm_loader
 from ..models import create_model
@@ -21,13 +20,24 @@ from .rundir import RunDir
 EVAL_BATCH = 256
 
 
+def check_plugins_allowed(recipe: Recipe, allow_plugins: bool) -> None:
+    """Refuse a recipe whose ``zoo.plugins`` (executed code) the caller did not allow."""
+    if recipe.zoo.plugins and not allow_plugins:
+        raise PluginError(
+            f"zoo.plugins names {recipe.zoo.plugins}, which are Python code run on import; read them, then "
+            "pass --allow-plugins (API: allow_plugins=True) if you trust them"
+        )
+
+
 class Context:
     """The recipe and run directory of one run, with the objects several stages load."""
 
-    def __init__(self, recipe: Recipe, run: RunDir):
+    def __init__(self, recipe: Recipe, run: RunDir, allow_plugins: bool = False):
         self.recipe = recipe
         self.run = run
+        self.allow_plugins = allow_plugins
         if recipe.zoo.plugins:
+            check_plugins_allowed(recipe, allow_plugins)
             load_plugins(recipe.zoo.plugins)
 
     @cached_property
@@ -60,11 +70,13 @@ class Context:
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
 
     def augment(self):
-        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms)."""
+        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms).
+
+        It draws from torch's global stream, which the stages seed and training checkpoints save
+        and restore, so a resumed run shifts its batches exactly as an uninterrupted one."""
         if not (self.recipe.data.augment and self.recipe.data.dataset in ("digits", "digits_hard")):
             return None
-        generator = torch.Generator().manual_seed(self.recipe.seed)
-        return lambda x: random_shift(x, 2, generator)
+        return lambda x: random_shift(x, 2, None)
 
     @cached_property
     def model_desc(self) -> dict:

@@ -311,7 +311,7 @@ def _slot_rows(ctx: Context, table: LatencyTable, choices: dict[str, str]) -> li
 def stage_report(ctx: Context) -> dict:
     """Measure teacher and saved student end to end (interleaved), evaluate both, write the report."""
     started = time.perf_counter()
-    student = load_student(ctx.run.student_dir)
+    student = load_student(ctx.run.student_dir, allow_plugins=ctx.allow_plugins)
     teacher = ctx.teacher
     target = ctx.recipe.target
     measured = measure(
