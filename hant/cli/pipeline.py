@@ -56,6 +56,8 @@ def _print_event(stage: str, event: str, info: dict) -> None:
         return
     if event == "skipped":
         print(f"[{stage}] up to date, skipped", flush=True)
+    elif event == "damaged":
+        print(f"[{stage}] {info['reason']}; running it again", flush=True)
     elif event == "started":
         print(f"[{stage}] running ...", flush=True)
     else:

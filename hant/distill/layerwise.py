@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from ..config import DistillConfig
 from ..distributed import barrier
 from ..errors import ConfigError
-from ..io import hash_obj, load_tensors, read_json, save_tensors, write_json
+from ..io import check_tensors, hash_obj, load_tensors, read_json, save_tensors, write_json
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
@@ -113,7 +113,8 @@ def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextM
 
 def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:
     path = record_path(weights_dir, spec)
-    return path.is_file() and read_json(path).get("trained_with", key) == key
+    fresh = path.is_file() and read_json(path).get("trained_with", key) == key
+    return fresh and check_tensors(weights_path(weights_dir, spec)) is None
 
 
 def _built(spec: CandidateSpec, block: nn.Module, seed: int) -> nn.Module:

@@ -1,0 +1,86 @@
+"""The SIGKILL matrix: each training stage is killed at a random point after its first
+checkpoint, re-run, and must end with files identical, byte for byte, to an uninterrupted run's."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hant.io import hash_file
+from tests.tiny import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _hant(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hant.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+def _finish(*args: str) -> None:
+    proc = _hant(*args)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+
+
+def _kill_after(path_glob: str, run: Path, args: tuple[str, ...], delay_s: float) -> bool:
+    """Start ``hant args``; SIGKILL it ``delay_s`` after a file matching ``path_glob`` appears.
+    Returns whether it was killed (False: it finished first)."""
+    proc = _hant(*args)
+    deadline = time.time() + 300
+    while not list(run.glob(path_glob)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay_s)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _outputs(run: Path, stage: str) -> dict[str, str]:
+    files = {"teacher": ["teacher/weights.safetensors"], "distill": ["scores.json", *(
+        str(p.relative_to(run)) for p in sorted((run / "distill" / "candidates").glob("*.safetensors")))]}[stage]
+    return {f: hash_file(run / f) for f in files}
+
+
+def _prepare(tmp: Path, name: str, recipe: dict, upstream: str | None) -> tuple[Path, Path]:
+    """A recipe file and a run directory holding the stages before the one under test."""
+    recipe_file = tmp / f"{name}.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    run = tmp / name
+    if upstream is not None:
+        _finish(upstream, str(run), "--recipe", str(recipe_file))
+    return recipe_file, run
+
+
+@pytest.mark.parametrize(
+    "stage, upstream, checkpoint_glob",
+    [("teacher", None, "teacher/train_state.pt"), ("distill", "zoo", "distill/candidates/progress/*.safetensors")],
+)
+def test_killed_stage_resumes_to_identical_outputs(tmp_path, stage, upstream, checkpoint_glob):
+    recipe = tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}}, distill={"epochs": 3})
+    rng = random.Random()
+    delays = [rng.uniform(0.0, 0.6) for _ in range(2)]
+    ref_file, ref_run = _prepare(tmp_path, "ref", recipe, upstream)
+    _finish(stage, str(ref_run), "--recipe", str(ref_file))
+    ref = _outputs(ref_run, stage)
+    runs = []
+    for i, delay in enumerate(delays):
+        recipe_file, run = _prepare(tmp_path, f"killed{i}", recipe, upstream)
+        killed = _kill_after(checkpoint_glob, run, (stage, str(run), "--recipe", str(recipe_file)), delay)
+        _finish(stage, str(run), "--recipe", str(recipe_file))
+        runs.append((killed, _outputs(run, stage)))
+    assert any(killed for killed, _ in runs), f"no run was killed before it finished (delays {delays})"
+    for killed, outputs in runs:
+        assert outputs == ref, f"killed={killed}, delays {delays}: {json.dumps(outputs)} != {json.dumps(ref)}"
