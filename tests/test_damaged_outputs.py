@@ -48,7 +48,7 @@ def test_a_truncated_json_output_is_redone(run_copy, stage, file):
     events = _run(run_copy, stage)
     assert (stage, "damaged") in events and (stage, "finished") in events
     assert (run_copy / file).read_text() == before
-    assert _run(run_copy, stage) == [(s, "skipped") for s, _ in _run(run_copy, stage)]
+    assert all(event == "skipped" for _, event in _run(run_copy, stage))
 
 
 def test_an_empty_latency_table_is_remeasured(run_copy):
