@@ -21,6 +21,10 @@ def os_error(path: Path | str, exc: OSError, doing: str) -> HantError:
     return HantError(f"cannot {doing} {str(path)!r}: {cause}; free space or fix permissions there and run again")
 
 
+_WRITE_FAILURES = ("unexpected pos", "write failed", "I/O error", "os error")
+"""How torch.save (RuntimeError) and safetensors (SafetensorError) word a failed write."""
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     try:
@@ -36,8 +40,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise os_error(path, e, "write") from None
-        if isinstance(e, RuntimeError) and ("unexpected pos" in str(e) or "write failed" in str(e)):
-            raise HantError(f"cannot write {str(path)!r}: the disk is full or failing; free space there and run again") from None
+        if isinstance(e, (RuntimeError, SafetensorError)) and any(m in str(e) for m in _WRITE_FAILURES):
+            raise HantError(
+                f"cannot write {str(path)!r}: {str(e).splitlines()[0]} (the disk is full, the file too large, or the "
+                "device failing); free space there and run again"
+            ) from None
         raise
 
 
@@ -51,9 +58,12 @@ def write_json(path: Path | str, obj: Any) -> None:
 
 
 def read_json(path: Path | str) -> Any:
-    """Read a JSON file; a missing, unreadable or malformed one raises a ``HantError`` naming it."""
+    """Read a JSON file; an unreadable or malformed one raises a ``HantError`` naming it (a missing
+    one raises ``FileNotFoundError``, which the CLI reports in one line)."""
     try:
         text = Path(path).read_text()
+    except FileNotFoundError:
+        raise  # callers name the stage or command that makes the missing file
     except OSError as e:
         raise os_error(path, e, "read") from None
     try:
