@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ import yaml
 from .errors import ConfigError
 from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
 from .latency.target import LatencyTarget
+from .recipe_checks import check_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -236,6 +240,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is str and value is False and where == "wandb.mode":
+        return "off"  # YAML 1.1 reads a bare `off` as the boolean false
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"recipe key {where!r} must be int, got {value!r}")
     if tp in (int, float, str, bool) and not isinstance(value, tp):
@@ -265,6 +271,7 @@ def recipe_from_dict(data: dict) -> Recipe:
     recipe = _build(Recipe, data, "")
     for name, fields in recipe.targets.items():
         _build(LatencyTarget, fields, f"targets.{name}")
+    check_recipe(recipe)
     return recipe
 
 
@@ -285,4 +292,6 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {e}") from e
+    if not data:
+        log.warning("recipe %s is empty: every setting is the default (see README, 'Recipes')", path)
     return recipe_from_dict(data or {})

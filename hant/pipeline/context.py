@@ -1,6 +1,7 @@
 """What the stages share: the recipe, the run directory, and lazily loaded data and teacher."""
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 from torch import nn
@@ -18,6 +19,15 @@ from ..slots import Slot, slots_from_json
 from .rundir import RunDir
 
 EVAL_BATCH = 256
+log = logging.getLogger(__name__)
+
+
+def one_class_warning(recipe: Recipe) -> str:
+    """What to say when the data has a single class (accuracy is then 100 % by construction)."""
+    return (
+        f"the data under {recipe.data.root or recipe.data.dataset!r} has only one class, so every accuracy is "
+        "trivially 100 %; add a folder per class under train/ and val/"
+    )
 
 
 def check_plugins_allowed(recipe: Recipe, allow_plugins: bool) -> None:
@@ -42,7 +52,10 @@ class Context:
 
     @cached_property
     def splits(self) -> DataSplits:
-        return load_splits(self.recipe.data, self.recipe.seed)
+        splits = load_splits(self.recipe.data, self.recipe.seed)
+        if splits.num_classes < 2:
+            log.warning(one_class_warning(self.recipe))
+        return splits
 
     def _timm_loader(self, split: str, batch_size: int, training: bool) -> DataLoader:
         d = self.recipe.data

@@ -12,6 +12,7 @@ from ..latency.runtime import check_target
 from ..models import create_model
 from ..ops_zoo import build_zoo, find_plugins, list_families, load_plugins
 from ..slots import discover_slots
+from .context import one_class_warning
 
 
 @dataclass
@@ -54,6 +55,8 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
             f"so families {unknown} are not counted"
         )
     splits = load_splits(recipe.data, recipe.seed)
+    if splits.num_classes < 2:
+        warnings.append(one_class_warning(recipe))
     if recipe.teacher.checkpoint:
         from pathlib import Path
 

@@ -1,0 +1,52 @@
+"""Range and choice checks of a built recipe, so a bad value fails when the recipe is loaded
+(and by ``--dry-run``) with the key as written, not minutes later inside a stage."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _number(value: Any, key: str, low: float, *, strict: bool = True, high: float | None = None) -> None:
+    """``value`` must be finite and above ``low`` (at least ``low`` when not ``strict``), below ``high``."""
+    bad = not math.isfinite(value) or (value <= low if strict else value < low) or (high is not None and value >= high)
+    if bad:
+        bound = f"{'greater than' if strict else 'at least'} {low:g}" + (f" and below {high:g}" if high is not None else "")
+        raise ConfigError(f"recipe key {key!r} must be a finite number {bound}, got {value!r}")
+
+
+def check_recipe(recipe: Any) -> None:
+    """Raise ``ConfigError`` naming the first key whose value is out of range or not a known choice."""
+    from .search import BACKENDS
+    from .tracking import MODES
+
+    s = recipe.search
+    _number(s.budget, "search.budget", 0.0)
+    if s.budget_ms is not None:
+        _number(s.budget_ms, "search.budget_ms", 0.0)
+    if s.backend not in BACKENDS:
+        raise ConfigError(f"recipe key 'search.backend' is {s.backend!r}; choose one of {list(BACKENDS)}")
+    _number(s.time_limit_s, "search.time_limit_s", 0.0)
+    _number(s.verify_rounds, "search.verify_rounds", 1, strict=False)
+    _number(s.margin, "search.margin", 0.0, strict=False, high=1.0)
+    for section, cfg in (("teacher.train", recipe.teacher.train), ("finetune", recipe.finetune)):
+        _number(cfg.epochs, f"{section}.epochs", 0, strict=False)
+        _number(cfg.lr, f"{section}.lr", 0.0)
+        _number(cfg.warmup_epochs, f"{section}.warmup_epochs", 0, strict=False)
+        _number(cfg.ema_decay, f"{section}.ema_decay", 0.0, strict=False, high=1.0)
+    _number(recipe.distill.epochs, "distill.epochs", 1, strict=False)
+    _number(recipe.distill.lr, "distill.lr", 0.0)
+    _number(recipe.distill.chunk_size, "distill.chunk_size", 1, strict=False)
+    _number(recipe.finetune.kd_alpha, "finetune.kd_alpha", 0.0, strict=False, high=1.0 + 1e-12)
+    _number(recipe.finetune.kd_temperature, "finetune.kd_temperature", 0.0)
+    d = recipe.data
+    _number(d.image_size, "data.image_size", 1, strict=False)
+    _number(d.batch_size, "data.batch_size", 1, strict=False)
+    _number(d.workers, "data.workers", 0, strict=False)
+    p = recipe.profile
+    _number(p.rel_precision, "profile.rel_precision", 0.0)
+    _number(p.time_budget_s, "profile.time_budget_s", 0.0)
+    _number(p.calibration_networks, "profile.calibration_networks", 1, strict=False)
+    if recipe.wandb.mode not in MODES:
+        raise ConfigError(f"recipe key 'wandb.mode' is {recipe.wandb.mode!r}; choose one of {list(MODES)}")
