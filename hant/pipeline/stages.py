@@ -245,13 +245,15 @@ def stage_search(ctx: Context) -> dict:
 
 
 def stage_finetune(ctx: Context) -> dict:
-    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD."""
+    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD;
+    the better of the assembled and the fine-tuned student on validation is saved (``kept``)."""
     cfg = ctx.recipe.finetune
     selection = read_json(ctx.run.selection)
     specs = _specs(ctx, selection["choices"])
     student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
     student.requires_grad_(True)
     assembled_acc = evaluate(student, ctx.eval_loader("val"))
+    assembled_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
     torch.manual_seed(ctx.recipe.seed)
     result = train_classifier(
         student,
@@ -266,15 +268,25 @@ def stage_finetune(ctx: Context) -> dict:
         checkpoint=ctx.run.student_dir / "train_state.pt",
         seed=ctx.recipe.seed + 2,
     )
+    kept, val_acc = "fine-tuned", result.best_val_accuracy
+    if assembled_acc > result.best_val_accuracy:
+        kept, val_acc = "assembled", assembled_acc
+        student.load_state_dict(assembled_state)
+        log.warning(
+            "fine-tuning lowered validation accuracy (%.2f %% -> %.2f %%); keeping the assembled student",
+            assembled_acc, result.best_val_accuracy,
+        )
     test_acc = evaluate(student, ctx.eval_loader("test"))
     metrics = {
         "assembled_val_accuracy": assembled_acc,
-        "val_accuracy": result.best_val_accuracy,
+        "finetuned_val_accuracy": result.best_val_accuracy,
+        "kept": kept,
+        "val_accuracy": val_acc,
         "test_accuracy": test_acc,
         "best_epoch": result.best_epoch,
         "history": result.history,
     }
-    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": result.best_val_accuracy, "test_accuracy": test_acc}
+    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": val_acc, "test_accuracy": test_acc, "kept": kept}
     if not is_main():
         return summary
     save_student(
