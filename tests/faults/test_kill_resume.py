@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,30 +55,40 @@ def _outputs(run: Path, stage: str) -> dict[str, str]:
     return {f: hash_file(run / f) for f in files}
 
 
-def _prepare(tmp: Path, name: str, recipe: dict, upstream: str | None) -> tuple[Path, Path]:
+def _prepare(tmp: Path, recipe: dict, upstream: str | None) -> tuple[Path, Path]:
     """A recipe file and a run directory holding the stages before the one under test."""
-    recipe_file = tmp / f"{name}.yaml"
+    recipe_file = tmp / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe))
-    run = tmp / name
+    base = tmp / "base"
     if upstream is not None:
-        _finish(upstream, str(run), "--recipe", str(recipe_file))
-    return recipe_file, run
+        _finish(upstream, str(base), "--recipe", str(recipe_file))
+    return recipe_file, base
+
+
+def _copy(base: Path, run: Path) -> Path:
+    if base.exists():
+        shutil.copytree(base, run)
+    return run
 
 
 @pytest.mark.parametrize(
-    "stage, upstream, checkpoint_glob",
-    [("teacher", None, "teacher/train_state.pt"), ("distill", "zoo", "distill/candidates/progress/*.safetensors")],
+    "stage, upstream, checkpoint_glob, recipe",
+    [
+        ("teacher", None, "teacher/train_state.pt", tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}})),
+        ("distill", "slots", "distill/candidates/progress/*.safetensors",
+         tiny_recipe(teacher={"train": {"epochs": 1, "lr": 0.1}}, distill={"epochs": 3})),
+    ],
 )
-def test_killed_stage_resumes_to_identical_outputs(tmp_path, stage, upstream, checkpoint_glob):
-    recipe = tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}}, distill={"epochs": 3})
+def test_killed_stage_resumes_to_identical_outputs(tmp_path, stage, upstream, checkpoint_glob, recipe):
     rng = random.Random()
     delays = [rng.uniform(0.0, 0.6) for _ in range(2)]
-    ref_file, ref_run = _prepare(tmp_path, "ref", recipe, upstream)
-    _finish(stage, str(ref_run), "--recipe", str(ref_file))
+    recipe_file, base = _prepare(tmp_path, recipe, upstream)
+    ref_run = _copy(base, tmp_path / "ref")
+    _finish(stage, str(ref_run), "--recipe", str(recipe_file))
     ref = _outputs(ref_run, stage)
     runs = []
     for i, delay in enumerate(delays):
-        recipe_file, run = _prepare(tmp_path, f"killed{i}", recipe, upstream)
+        run = _copy(base, tmp_path / f"killed{i}")
         killed = _kill_after(checkpoint_glob, run, (stage, str(run), "--recipe", str(recipe_file)), delay)
         _finish(stage, str(run), "--recipe", str(recipe_file))
         runs.append((killed, _outputs(run, stage)))
