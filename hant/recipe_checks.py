@@ -16,8 +16,15 @@ def _number(value: Any, key: str, low: float, *, strict: bool = True, high: floa
         raise ConfigError(f"recipe key {key!r} must be a finite number {bound}, got {value!r}")
 
 
+def _choice(value: Any, key: str, choices: list) -> None:
+    if value not in choices:
+        raise ConfigError(f"recipe key {key!r} is {value!r}; choose one of {choices}")
+
+
 def check_recipe(recipe: Any) -> None:
     """Raise ``ConfigError`` naming the first key whose value is out of range or not a known choice."""
+    from .distill.losses import FEATURE_LOSSES
+    from .distill.scoring import SCORES
     from .search import BACKENDS
     from .tracking import MODES
 
@@ -25,8 +32,7 @@ def check_recipe(recipe: Any) -> None:
     _number(s.budget, "search.budget", 0.0)
     if s.budget_ms is not None:
         _number(s.budget_ms, "search.budget_ms", 0.0)
-    if s.backend not in BACKENDS:
-        raise ConfigError(f"recipe key 'search.backend' is {s.backend!r}; choose one of {list(BACKENDS)}")
+    _choice(s.backend, "search.backend", list(BACKENDS))
     _number(s.time_limit_s, "search.time_limit_s", 0.0)
     _number(s.verify_rounds, "search.verify_rounds", 1, strict=False)
     _number(s.margin, "search.margin", 0.0, strict=False, high=1.0)
@@ -35,6 +41,8 @@ def check_recipe(recipe: Any) -> None:
         _number(cfg.lr, f"{section}.lr", 0.0)
         _number(cfg.warmup_epochs, f"{section}.warmup_epochs", 0, strict=False)
         _number(cfg.ema_decay, f"{section}.ema_decay", 0.0, strict=False, high=1.0)
+    _choice(recipe.distill.loss, "distill.loss", sorted(FEATURE_LOSSES))
+    _choice(recipe.distill.score, "distill.score", list(SCORES))
     _number(recipe.distill.epochs, "distill.epochs", 1, strict=False)
     _number(recipe.distill.lr, "distill.lr", 0.0)
     _number(recipe.distill.chunk_size, "distill.chunk_size", 1, strict=False)
@@ -48,5 +56,4 @@ def check_recipe(recipe: Any) -> None:
     _number(p.rel_precision, "profile.rel_precision", 0.0)
     _number(p.time_budget_s, "profile.time_budget_s", 0.0)
     _number(p.calibration_networks, "profile.calibration_networks", 1, strict=False)
-    if recipe.wandb.mode not in MODES:
-        raise ConfigError(f"recipe key 'wandb.mode' is {recipe.wandb.mode!r}; choose one of {list(MODES)}")
+    _choice(recipe.wandb.mode, "wandb.mode", list(MODES))

@@ -72,3 +72,9 @@ def test_dry_run_warns_about_one_class_data(tmp_path, capsys):
     recipe.write_text(yaml.safe_dump(tiny_recipe(data={"dataset": "imagefolder", "root": str(tmp_path / "data")})))
     assert main(["run", str(recipe), "--dry-run"]) == 0
     assert "only one class" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key, value", [("loss", "l7"), ("score", "accuracy")])
+def test_unknown_distill_choices_name_their_key(key, value):
+    with pytest.raises(ConfigError, match=f"distill.{key}"):
+        recipe_from_dict(tiny_recipe(distill={key: value}))
