@@ -43,7 +43,7 @@ def check_recipe(recipe: Any) -> None:
         _number(cfg.ema_decay, f"{section}.ema_decay", 0.0, strict=False, high=1.0)
     _choice(recipe.distill.loss, "distill.loss", sorted(FEATURE_LOSSES))
     _choice(recipe.distill.score, "distill.score", list(SCORES))
-    _number(recipe.distill.epochs, "distill.epochs", 1, strict=False)
+    _number(recipe.distill.epochs, "distill.epochs", 0, strict=False)
     _number(recipe.distill.lr, "distill.lr", 0.0)
     _number(recipe.distill.chunk_size, "distill.chunk_size", 1, strict=False)
     _number(recipe.finetune.kd_alpha, "finetune.kd_alpha", 0.0, strict=False, high=1.0 + 1e-12)

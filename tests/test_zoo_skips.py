@@ -28,3 +28,32 @@ def test_zoo_check_on_a_mixed_kernel_model_reports_instead_of_crashing(capsys):
     out, err = capsys.readouterr()
     assert code in (0, 1) and "Traceback" not in err
     assert "mixnet_s" in out
+
+
+class _TwoOutputs(torch.nn.Module):
+    """A block returning a tuple: it cannot be a slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, y.mean()
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU())
+        self.b = _TwoOutputs()
+
+    def forward(self, x):
+        return self.b(self.a(x))[0]
+
+
+def test_slot_discovery_skips_a_block_it_cannot_use_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        slots = discover_slots(_Net(), torch.randn(2, 4, 8, 8), ["a", "b"])
+    assert [s.name for s in slots] == ["a"]
+    assert [r.getMessage() for r in caplog.records if "_TwoOutputs" in r.getMessage()]

@@ -113,8 +113,10 @@ def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextM
 
 def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:
     path = record_path(weights_dir, spec)
-    fresh = path.is_file() and read_json(path).get("trained_with", key) == key
-    return fresh and check_tensors(weights_path(weights_dir, spec)) is None
+    record = read_json(path) if path.is_file() else {}
+    if not record or record.get("trained_with", key) != key:
+        return False
+    return record.get("status") == "failed" or check_tensors(weights_path(weights_dir, spec)) is None
 
 
 def _built(spec: CandidateSpec, block: nn.Module, seed: int) -> nn.Module:
