@@ -198,6 +198,13 @@ def measured_limit_ms(ctx: Context, budget: float, teacher_ms: float, table: Lat
     return budget / reference_teacher_ms(table) * teacher_ms
 
 
+def judge_budget(ctx: Context, budget: float, student_ms: float, teacher_ms: float, table: LatencyTable) -> tuple[float, bool]:
+    """The measured limit and whether a student measured beside the teacher is within it: the one
+    definition of "within budget" that the search summary and the report both use."""
+    limit = measured_limit_ms(ctx, budget, teacher_ms, table)
+    return limit, student_ms <= limit
+
+
 def stage_search(ctx: Context) -> dict:
     """Phase 2: the integer program, then the assembled student measured end to end beside the
     teacher; while it is over budget (less a noise margin), the solver's budget is tightened by
@@ -235,11 +242,15 @@ def stage_search(ctx: Context) -> dict:
     result["budget_fraction"] = budget / reference_teacher_ms(table)
     result["verify_rounds"] = rounds
     write_json(ctx.run.selection, result)
+    last = rounds[-1]
+    limit, within = judge_budget(ctx, budget, last["measured_student_ms"], last["measured_teacher_ms"], table)
     return {
         "status": selection.status,
         "predicted_ms": selection.predicted_latency_ms,
         "budget_ms": budget,
-        "measured_ms": rounds[-1]["measured_student_ms"],
+        "measured_ms": last["measured_student_ms"],
+        "measured_limit_ms": limit,
+        "within_budget": within,
         "changed_slots": sum(1 for k in selection.choices.values() if k != "keep"),
     }
 
@@ -339,7 +350,7 @@ def stage_report(ctx: Context) -> dict:
     if not math.isclose(student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
         raise HantError("the reloaded student's accuracy differs from the fine-tuned one; the saved student is broken")
     teacher_ms, student_ms = measured["teacher"].median_ms, measured["student"].median_ms
-    limit = measured_limit_ms(ctx, selection["budget_ms"], teacher_ms, table)
+    limit, within = judge_budget(ctx, selection["budget_ms"], student_ms, teacher_ms, table)
     report = {
         "recipe": ctx.recipe.name,
         "target": target.to_dict(),
@@ -360,7 +371,7 @@ def stage_report(ctx: Context) -> dict:
         },
         "budget_ms": limit,
         "budget_fraction": limit / teacher_ms,
-        "within_budget": student_ms <= limit,
+        "within_budget": within,
         "search": {
             "budget_ms": selection["budget_ms"],
             "status": selection["status"],
@@ -375,5 +386,5 @@ def stage_report(ctx: Context) -> dict:
         "stage_seconds": {**ctx.run.stage_seconds(), "report": time.perf_counter() - started},
     }
     write_report(ctx.run, report)
-    return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": student_ms <= limit}
+    return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": within}
 
