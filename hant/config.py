@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from .deploy.plan import PrecisionPlan
 from .errors import ConfigError, DeployError
 from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
 from .latency.target import DTYPES, LatencyTarget
+from .recipe_checks import check_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -268,6 +272,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is str and value is False and where == "wandb.mode":
+        return "off"  # YAML 1.1 reads a bare `off` as the boolean false
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"recipe key {where!r} must be int, got {value!r}")
     if tp in (int, float, str, bool) and not isinstance(value, tp):
@@ -312,6 +318,7 @@ def recipe_from_dict(data: dict) -> Recipe:
     for name, fields in recipe.targets.items():
         _build(LatencyTarget, fields, f"targets.{name}")
     check_precisions(recipe)
+    check_recipe(recipe)
     return recipe
 
 
@@ -333,4 +340,6 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {e}") from e
+    if not data:
+        log.warning("recipe %s is empty: every setting is the default (see README, 'Recipes')", path)
     return recipe_from_dict(data or {})

@@ -44,3 +44,11 @@ class RunDirError(HantError):
 
 class DeployError(HantError):
     """A network cannot be exported, quantized or compiled for its target runtime and precision."""
+
+
+class FileFormatError(HantError):
+    """A file hant wrote or reads is damaged or unreadable (truncated, not the expected format)."""
+
+
+class PluginError(HantError):
+    """A recipe or saved student names plugins (executed code) that the caller did not allow."""

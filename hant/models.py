@@ -1,6 +1,7 @@
 """The teacher: built by timm from its name, with pretrained weights or a local checkpoint."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -14,8 +15,9 @@ def create_model(name: str, num_classes: int, in_chans: int, kwargs: dict | None
     import timm
 
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise ConfigError(f"timm has no model named {name!r}; similar names: {close}")
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8] or difflib.get_close_matches(name, timm.list_models(), 8, 0.6)
+        hint = f"similar names: {close}" if close else "`python -c 'import timm; print(timm.list_models())'` lists them"
+        raise ConfigError(f"timm has no model named {name!r}; {hint}")
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **(kwargs or {}))
     except TypeError as e:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
@@ -10,6 +11,8 @@ import torch
 from torch import nn
 
 from .errors import SlotDiscoveryError
+
+log = logging.getLogger(__name__)
 
 SLOT_KINDS = ("conv_block", "transformer_block", "module")
 
@@ -201,12 +204,13 @@ def discover_slots(
 
         return hook
 
+    rejected: dict[str, list[str]] = {}
+
     def make_hook(path: str):
         def hook(module: nn.Module, args: tuple, output) -> None:
             if len(args) != 1 or not isinstance(args[0], torch.Tensor) or not isinstance(output, torch.Tensor):
-                raise SlotDiscoveryError(
-                    f"module {path!r} does not map one tensor to one tensor, so it cannot be a slot"
-                )
+                rejected.setdefault(type(module).__name__, []).append(path)
+                return
             shapes[path] = (tuple(args[0].shape[1:]), tuple(output.shape[1:]), bool((output >= 0).all()))
 
         return hook
@@ -225,10 +229,14 @@ def discover_slots(
         for h in handles:
             h.remove()
         model.train(was_training)
+    for block_type, paths in rejected.items():
+        log.warning(
+            "skipped %d %s block(s) that do not map one tensor to one tensor (first: %r)", len(paths), block_type, paths[0]
+        )
     slots = []
     for path, kind in chosen:
         if path not in shapes:
-            continue  # defined but never called in forward
+            continue  # defined but never called in forward, or rejected above
         module = model.get_submodule(path)
         in_shape, out_shape, nonneg = shapes[path]
         slots.append(
@@ -243,6 +251,12 @@ def discover_slots(
                 out_nonnegative=nonneg,
                 macs=macs.get(path, 0),
             )
+        )
+    if not slots:
+        raise SlotDiscoveryError(
+            f"no block of {type(model).__name__} can be a slot (skipped: {sorted(p for ps in rejected.values() for p in ps)}"
+            " do not map one tensor to one tensor); "
+            "name other blocks as slots by module-path pattern (`slots: {patterns: [...]}` or `--slots`)"
         )
     return slots
 

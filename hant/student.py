@@ -13,7 +13,7 @@ from typing import Mapping
 from torch import nn
 
 from .deploy.plan import PrecisionPlan
-from .errors import HantError
+from .errors import HantError, PluginError
 from .io import load_tensors, read_json, save_tensors, write_json
 from .ops_zoo import CandidateSpec, build_candidate, load_plugins
 from .latency.target import LatencyTarget
@@ -87,11 +87,13 @@ def student_deployment(path: str | Path) -> tuple[LatencyTarget, PrecisionPlan] 
     return LatencyTarget.from_dict(d["target"]), PrecisionPlan.from_dict(d["plan"])
 
 
-def load_student(path: str | Path) -> nn.Module:
+def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     """Rebuild a saved student from ``path/arch.json`` and load ``path/weights.safetensors``.
 
     Needs neither the teacher's weights nor the run directory. Returned in eval mode. A network
-    saved by ``hant prune`` (format ``hant-pruned/1``) loads too.
+    saved by ``hant prune`` (format ``hant-pruned/1``) loads too. A student whose ``arch.json``
+    names plugins (Python files or modules, i.e. code that is executed on import) is refused
+    unless ``allow_plugins=True``.
     """
     from .models import create_model, state_dict_misfit
 
@@ -106,8 +108,14 @@ def load_student(path: str | Path) -> nn.Module:
         return load_pruned(path)
     if arch.get("format") != ARCH_FORMAT:
         raise HantError(f"{arch_file} has format {arch.get('format')!r}; this hant reads {ARCH_FORMAT!r}")
-    if arch["plugins"]:
-        load_plugins(arch["plugins"])
+    plugins = arch.get("plugins") or []
+    if plugins and not allow_plugins:
+        raise PluginError(
+            f"{arch_file} names plugins {plugins}, which are Python code run on import; read them, then "
+            "pass allow_plugins=True (CLI: --allow-plugins) if you trust them"
+        )
+    if plugins:
+        load_plugins(plugins)
     m = arch["model"]
     model = create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
     for item in arch["replacements"]:

@@ -76,3 +76,15 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
     assert not ckpt.exists()
+
+
+def test_finetune_keeps_the_assembled_student_when_training_makes_it_worse(tmp_path):
+    """A learning rate far too high wrecks the student; the assembled one is saved instead."""
+    run = RunDir(tmp_path / "run")
+    recipe = tiny_recipe(finetune={"epochs": 1, "lr": 1e4, "warmup_epochs": 0})
+    run_stages(Context(recipe_from_dict(recipe), run), "finetune")
+    metrics = read_json(run.student_metrics)
+    assert metrics["finetuned_val_accuracy"] < metrics["assembled_val_accuracy"]
+    assert metrics["kept"] == "assembled"
+    assert metrics["val_accuracy"] == metrics["assembled_val_accuracy"]
+    assert run.stage_record("finetune")["summary"]["kept"] == "assembled"

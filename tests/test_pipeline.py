@@ -162,3 +162,15 @@ def test_a_vision_transformer_runs_every_stage(tmp_path):
     import torch
 
     assert student(torch.randn(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_search_and_report_judge_the_budget_by_one_definition(finished_run):
+    """Both anchor the limit to the teacher measured beside the student, as the same fraction."""
+    root, _ = finished_run
+    run = RunDir(root)
+    search = run.stage_record("search")["summary"]
+    teacher_in_search = read_json(run.selection)["verify_rounds"][-1]["measured_teacher_ms"]
+    report = read_json(run.report_json)
+    assert search["within_budget"] == (search["measured_ms"] <= search["measured_limit_ms"])
+    assert report["within_budget"] == (report["student"]["latency_ms"] <= report["budget_ms"])
+    assert search["measured_limit_ms"] / teacher_in_search == pytest.approx(report["budget_ms"] / report["teacher"]["latency_ms"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from tiny import tiny_recipe
@@ -143,3 +144,18 @@ def test_sweep_needs_profile_and_distill(profiled_run, tmp_path, capsys):
     (tmp_path / "recipe.json").write_text((profiled_run / "recipe.json").read_text())
     err = one_line_error(capsys, str(tmp_path), "--sweep")
     assert "latency.json" in err and "hant profile" in err
+
+
+def test_search_with_a_new_budget_refreshes_student_and_report(profiled_run, tmp_path, capsys):
+    run = RunDir(shutil.copytree(profiled_run, tmp_path / "run"))
+    code, out, err = run_cli(capsys, str(run.root), "--budget", "0.95")
+    assert code == 0, err
+    first = read_json(run.report_json)
+    assert read_json(run.selection)["budget_fraction"] == pytest.approx(0.95)
+    finetuned_at = run.stage_record("finetune")["finished_at"]
+    code, out, err = run_cli(capsys, str(run.root), "--budget", "0.8")
+    assert code == 0, err
+    assert "[finetune] done" in out and "[report] done" in out
+    assert run.stage_record("finetune")["finished_at"] > finetuned_at
+    second = read_json(run.report_json)
+    assert second["search"]["budget_ms"] == pytest.approx(first["search"]["budget_ms"] * 0.8 / 0.95)

@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except HantError as e:
         print(f"hant: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"hant: error: cannot use {e.filename or 'a file'!r}: {e.strerror or e}; check the path, its permissions "
+              "and the free space, then run again", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hant: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

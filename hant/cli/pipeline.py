@@ -56,6 +56,8 @@ def _print_event(stage: str, event: str, info: dict) -> None:
         return
     if event == "skipped":
         print(f"[{stage}] up to date, skipped", flush=True)
+    elif event == "damaged":
+        print(f"[{stage}] {info['reason']}; running it again", flush=True)
     elif event == "started":
         print(f"[{stage}] running ...", flush=True)
     else:
@@ -89,12 +91,13 @@ def print_summary(run: RunDir) -> None:
     print(f"  report   {run.report_md}")
 
 
-def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool) -> None:
+def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False) -> None:
     w = recipe.wandb
+    ctx = Context(recipe, run, allow_plugins=allow_plugins)
     mode = w.mode if is_main() else "off"
     tracker = Tracker(mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
     try:
-        run_stages(Context(recipe, run), upto, force=force, on_event=_print_event, tracker=tracker)
+        run_stages(ctx, upto, force=force, on_event=_print_event, tracker=tracker)
     finally:
         tracker.finish()
     if tracker.mode != "off":
@@ -111,16 +114,18 @@ def print_dry_run(report: DryRunReport) -> None:
         print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
     status = "available here" if report.target_available else f"not available here ({report.target_note})"
     print(f"target   {report.target}: {status}")
+    for w in report.warnings:
+        print(f"warning  {w}")
     print("dry run OK: the recipe is valid")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = _apply_overrides(load_recipe(args.recipe), args)
     if args.dry_run:
-        print_dry_run(dry_run(recipe))
+        print_dry_run(dry_run(recipe, allow_plugins=args.allow_plugins))
         return 0
     run = RunDir(args.run_dir or Path("runs") / recipe.name)
-    _run_tracked(recipe, run, "report", args.force)
+    _run_tracked(recipe, run, "report", args.force, args.allow_plugins)
     print_summary(run)
     return 0
 
@@ -128,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
-    _run_tracked(recipe, run, args.command, args.force)
+    _run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
     if args.command == "report":
         print_summary(run)
     return 0
@@ -141,6 +146,15 @@ def add_stage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-run this stage even if up to date")
     p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
     p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
+    add_plugin_argument(p)
+
+
+def add_plugin_argument(p: argparse.ArgumentParser) -> None:
+    """``--allow-plugins``: without it, a recipe or student that names plugins is refused."""
+    p.add_argument(
+        "--allow-plugins", action="store_true",
+        help="import the recipe's zoo.plugins / the student's plugins (they are Python code that runs)",
+    )
 
 
 def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
@@ -155,6 +169,7 @@ def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
     p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
     p.add_argument("--families", help="comma-separated candidate families to keep from the recipe's zoo")
     p.add_argument("--dry-run", action="store_true", help="validate recipe, data, model, slots, zoo and target; run nothing")
+    add_plugin_argument(p)
     p.set_defaults(func=cmd_run)
     for name in STAGE_ORDER:
         if name in skip:

@@ -15,7 +15,7 @@ from ..pipeline.context import Context
 from ..pipeline.runner import run_stages
 from ..prune.run import METHODS, build_space, prune_to_budget
 from ..prune.save import save_pruned
-from .pipeline import _apply_overrides, _print_event
+from .pipeline import _apply_overrides, _print_event, add_plugin_argument
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.method:
         recipe.prune.method = args.method
     run = RunDir(Path(args.run_dir or Path("runs") / recipe.name))
-    ctx = Context(recipe, run)
+    ctx = Context(recipe, run, allow_plugins=args.allow_plugins)
     run_stages(ctx, "slots", on_event=_print_event)
     teacher = ctx.teacher
     space = build_space(recipe, teacher, ctx.slots, ctx.input_shape)
@@ -66,4 +66,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, help="override prune.method")
     p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
     p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
+    add_plugin_argument(p)
     p.set_defaults(func=cmd_prune)

@@ -18,7 +18,15 @@ from ..pipeline import Context, RunDir
 from ..pipeline.search_front import DEFAULT_FRACTIONS, front_paths, sweep_run
 from ..search import BACKENDS, Problem, problem_from_dict, solve
 from ..search.sweep import keep_latency_ms, sweep
-from .pipeline import STAGE_HELP, _apply_overrides, _recipe_for_run_dir, _run_tracked, add_stage_arguments, cmd_stage
+from .pipeline import (
+    STAGE_HELP,
+    _apply_overrides,
+    _recipe_for_run_dir,
+    _run_tracked,
+    add_stage_arguments,
+    cmd_stage,
+    print_summary,
+)
 
 _SOLVER_FLAGS = ("backend", "budget_ms", "time_limit")
 
@@ -119,7 +127,7 @@ def _print_front(front: dict, paths: tuple[Path, Path]) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
-    ctx = Context(recipe, run)
+    ctx = Context(recipe, run, allow_plugins=args.allow_plugins)
     front = sweep_run(
         ctx, parse_fractions(args.budgets), backend=args.backend, time_limit_s=args.time_limit, max_changed=args.max_changed
     )
@@ -136,7 +144,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _cmd_sweep(args)
     if args.budgets is not None or args.max_changed is not None:
         raise ConfigError("--budgets and --max-changed go with --sweep or --problem")
-    if all(getattr(args, f) is None for f in _SOLVER_FLAGS):
+    if all(getattr(args, f) is None for f in _SOLVER_FLAGS) and args.budget is None:
         return cmd_stage(args)
     run = RunDir(args.run_dir)
     recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
@@ -146,5 +154,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         recipe.search.budget_ms = args.budget_ms
     if args.time_limit is not None:
         recipe.search.time_limit_s = args.time_limit
-    _run_tracked(recipe, run, "search", args.force)
+    # a new budget or solver setting changes the selection, so the student and report follow it
+    _run_tracked(recipe, run, "report", args.force, args.allow_plugins)
+    print_summary(run)
     return 0

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..pipeline import RunDir
 from ..pipeline.budget_series import run_budget_series
 from ..tracking import MODES, Tracker
-from .pipeline import _apply_overrides, _print_event
+from .pipeline import _apply_overrides, _print_event, add_plugin_argument
 
 
 def _budgets(text: str) -> list[float]:
@@ -31,7 +31,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         w = r.wandb
         return Tracker(w.mode, run.root, r.to_dict(), w.project, w.entity, r.name, group, w.tags)
 
-    rows = run_budget_series(recipe, root, _budgets(args.budgets), _print_event, make_tracker)
+    rows = run_budget_series(recipe, root, _budgets(args.budgets), _print_event, make_tracker, args.allow_plugins)
     print()
     print(f"{'budget':>8} {'accuracy':>9} {'latency ms':>11} {'predicted':>10}  within")
     for r in rows:
@@ -51,4 +51,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="base directory (default runs/<name>-sweep)")
     p.add_argument("--wandb", choices=MODES, help="W&B mode of the grouped runs")
     p.add_argument("--families", help="comma-separated candidate families to keep from the recipe's zoo")
+    add_plugin_argument(p)
     p.set_defaults(func=cmd_sweep)

@@ -17,6 +17,7 @@ from ..config import load_recipe
 from ..errors import ConfigError
 from ..models import create_model
 from ..ops_zoo import build_zoo, check_zoo, default_families, get_family, load_plugins
+from ..pipeline.context import check_plugins_allowed
 from ..progress import progress
 from ..slots import discover_slots
 from .pipeline import STAGE_HELP, add_stage_arguments, cmd_stage
@@ -73,6 +74,8 @@ def _fmt_shape(shape) -> str:
 
 def cmd_model_zoo(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
+    if recipe is not None:
+        check_plugins_allowed(recipe, args.allow_plugins)
     plugins = [*(recipe.zoo.plugins if recipe else []), *(args.plugin or [])]
     if plugins:
         load_plugins(plugins)

@@ -25,7 +25,7 @@ from ..amp import autocast, autocast_dtype
 from ..config import DistillConfig
 from ..distributed import barrier
 from ..errors import ConfigError
-from ..io import hash_obj, load_tensors, read_json, save_tensors, write_json
+from ..io import check_tensors, hash_obj, load_tensors, read_json, save_tensors, write_json
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
@@ -119,7 +119,10 @@ def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextM
 
 def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:
     path = record_path(weights_dir, spec)
-    return path.is_file() and read_json(path).get("trained_with", key) == key
+    record = read_json(path) if path.is_file() else {}
+    if not record or record.get("trained_with", key) != key:
+        return False
+    return record.get("status") == "failed" or check_tensors(weights_path(weights_dir, spec)) is None
 
 
 def _built(spec: CandidateSpec, block: nn.Module, seed: int) -> nn.Module:

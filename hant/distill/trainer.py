@@ -7,10 +7,12 @@ after every epoch, from which a killed run resumes with the same data order it w
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from .. import distributed as dist
 from ..amp import autocast, autocast_dtype
 from ..config import TrainConfig
+from ..io import save_torch
 from ..progress import progress
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,9 @@ def train_classifier(
             ema.module.load_state_dict(state["ema"])
         start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
         best_state, history = state["best_state"], state["history"]
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
         log.info("%s: resuming after epoch %d from %s", desc, state["epoch"], checkpoint)
 
     for epoch in progress(range(start_epoch, cfg.epochs), desc=desc, unit="epoch", total=cfg.epochs - start_epoch):
@@ -167,7 +173,7 @@ def train_classifier(
             best_acc, best_epoch = val_acc, epoch
             best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
         if checkpoint is not None and dist.is_main():
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, best_state, history)
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, ema, scaler, epoch, best_acc, best_epoch, best_state, history)
         dist.barrier()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -176,20 +182,39 @@ def train_classifier(
     return TrainResult(best_acc, best_epoch, history)
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, ema, epoch, best_acc, best_epoch, best_state, history) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def rng_state() -> dict:
+    """Every global random stream training draws from (torch, CUDA, NumPy, Python), to checkpoint."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [(int(v) if isinstance(v, (int, np.integer)) else torch.from_numpy(v.astype(np.int64)) if isinstance(v, np.ndarray) else v)
+                  for v in np.random.get_state()],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` saved, so a resumed run draws the numbers the killed one would have."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, ema, scaler, epoch, best_acc, best_epoch, best_state, history) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "ema": ema.module.state_dict() if ema is not None else {},
+        "scaler": scaler.state_dict() if scaler is not None else {},
         "epoch": epoch,
         "best_acc": best_acc,
         "best_epoch": best_epoch,
         "best_state": best_state,
         "history": history,
+        "rng": rng_state(),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_torch(path, state)

@@ -114,5 +114,15 @@ def load_plugins(paths_or_modules: list[str]) -> None:
                 raise ZooError(f"cannot import zoo plugin module {item!r}: {e}") from e
 
 
+def find_plugins(paths_or_modules: list[str]) -> None:
+    """Check that every plugin file or top-level module exists, without executing any of them."""
+    for item in paths_or_modules:
+        if Path(item).suffix == ".py":
+            if not Path(item).is_file():
+                raise ZooError(f"zoo plugin file {item!r} does not exist")
+        elif importlib.util.find_spec(item.split(".")[0]) is None:
+            raise ZooError(f"zoo plugin module {item!r} cannot be found on the Python path")
+
+
 def _load_builtin_families() -> None:
     from . import families  # noqa: F401  (registers the built-in families on import)

@@ -1,16 +1,16 @@
 """What the stages share: the recipe, the run directory, and lazily loaded data and teacher."""
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Recipe
 from ..data import DataSplits, load_splits, make_loader, random_shift
 from ..distributed import is_distributed
-from ..errors import RunDirError
+from ..errors import PluginError, RunDirError
 from ..io import load_tensors, read_json
 from ..loaders import timm_loader
 from ..models import create_model
@@ -19,20 +19,43 @@ from ..slots import Slot, slots_from_json
 from .rundir import RunDir
 
 EVAL_BATCH = 256
+log = logging.getLogger(__name__)
+
+
+def one_class_warning(recipe: Recipe) -> str:
+    """What to say when the data has a single class (accuracy is then 100 % by construction)."""
+    return (
+        f"the data under {recipe.data.root or recipe.data.dataset!r} has only one class, so every accuracy is "
+        "trivially 100 %; add a folder per class under train/ and val/"
+    )
+
+
+def check_plugins_allowed(recipe: Recipe, allow_plugins: bool) -> None:
+    """Refuse a recipe whose ``zoo.plugins`` (executed code) the caller did not allow."""
+    if recipe.zoo.plugins and not allow_plugins:
+        raise PluginError(
+            f"zoo.plugins names {recipe.zoo.plugins}, which are Python code run on import; read them, then "
+            "pass --allow-plugins (API: allow_plugins=True) if you trust them"
+        )
 
 
 class Context:
     """The recipe and run directory of one run, with the objects several stages load."""
 
-    def __init__(self, recipe: Recipe, run: RunDir):
+    def __init__(self, recipe: Recipe, run: RunDir, allow_plugins: bool = False):
         self.recipe = recipe
         self.run = run
+        self.allow_plugins = allow_plugins
         if recipe.zoo.plugins:
+            check_plugins_allowed(recipe, allow_plugins)
             load_plugins(recipe.zoo.plugins)
 
     @cached_property
     def splits(self) -> DataSplits:
-        return load_splits(self.recipe.data, self.recipe.seed)
+        splits = load_splits(self.recipe.data, self.recipe.seed)
+        if splits.num_classes < 2:
+            log.warning(one_class_warning(self.recipe))
+        return splits
 
     def _timm_loader(self, split: str, batch_size: int, training: bool) -> DataLoader:
         d = self.recipe.data
@@ -66,11 +89,13 @@ class Context:
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
 
     def augment(self):
-        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms)."""
+        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms).
+
+        It draws from torch's global stream, which the stages seed and training checkpoints save
+        and restore, so a resumed run shifts its batches exactly as an uninterrupted one."""
         if not (self.recipe.data.augment and self.recipe.data.dataset in ("digits", "digits_hard")):
             return None
-        generator = torch.Generator().manual_seed(self.recipe.seed)
-        return lambda x: random_shift(x, 2, generator)
+        return lambda x: random_shift(x, 2, None)
 
     @cached_property
     def model_desc(self) -> dict:

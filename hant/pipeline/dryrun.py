@@ -10,8 +10,9 @@ from ..data import load_splits
 from ..errors import HantError
 from ..latency.runtime import check_target
 from ..models import create_model
-from ..ops_zoo import build_zoo, load_plugins
+from ..ops_zoo import build_zoo, find_plugins, list_families, load_plugins
 from ..slots import discover_slots
+from .context import one_class_warning
 
 
 @dataclass
@@ -26,21 +27,36 @@ class DryRunReport:
     target: str = ""
     target_available: bool = True
     target_note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def candidates(self) -> int:
         return sum(s["candidates"] for s in self.slots)
 
 
-def dry_run(recipe: Recipe) -> DryRunReport:
+def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
     """Validate data, model, slots, zoo and target of ``recipe`` without training or measuring.
 
     Pretrained weights and checkpoints are not loaded (only their presence is checked); the
-    model is built with random weights to find its slots and their candidates.
+    model is built with random weights to find its slots and their candidates. Plugins are
+    imported only when ``allow_plugins``; otherwise only their existence is checked and the
+    families they would register are left out of the candidate count (with a warning).
     """
-    if recipe.zoo.plugins:
+    warnings: list[str] = []
+    families = dict(recipe.zoo.families)
+    if recipe.zoo.plugins and allow_plugins:
         load_plugins(recipe.zoo.plugins)
+    elif recipe.zoo.plugins:
+        find_plugins(recipe.zoo.plugins)
+        unknown = sorted(set(families) - set(list_families()))
+        families = {k: v for k, v in families.items() if k not in unknown}
+        warnings.append(
+            f"plugins {recipe.zoo.plugins} were not imported (they are code; pass --allow-plugins to run them), "
+            f"so families {unknown} are not counted"
+        )
     splits = load_splits(recipe.data, recipe.seed)
+    if splits.num_classes < 2:
+        warnings.append(one_class_warning(recipe))
     if recipe.teacher.checkpoint:
         from pathlib import Path
 
@@ -52,7 +68,7 @@ def dry_run(recipe: Recipe) -> DryRunReport:
     input_shape = (splits.in_chans, size, size)
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
     slots = discover_slots(model, example, recipe.slots.patterns or None)
-    zoo = build_zoo(model, slots, recipe.zoo.families)
+    zoo = build_zoo(model, slots, families)
     report = DryRunReport(
         model=t.model,
         parameters=sum(p.numel() for p in model.parameters()),
@@ -69,6 +85,7 @@ def dry_run(recipe: Recipe) -> DryRunReport:
             for s in slots
         ],
         target=f"{recipe.target.device}/{recipe.target.backend}/{recipe.target.dtype}, batch {recipe.target.batch_size}",
+        warnings=warnings,
     )
     try:
         check_target(recipe.target)

@@ -2,8 +2,9 @@
 
 A stage's fingerprint hashes the part of the recipe it reads and the content of the files its
 upstream stages wrote; a stage is skipped when its outputs exist and the fingerprint matches
-the one recorded when it last finished. So a killed run resumes, and a changed setting re-runs
-exactly the stages it affects.
+the one recorded when it last finished, and its outputs pass the stage's check (they parse and
+are complete: ``outputs.py``). So a killed run resumes, a changed setting re-runs exactly the
+stages it affects, and a damaged output is redone rather than trusted.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..distributed import barrier, is_main
+from ..errors import HantError
 from ..io import hash_file, hash_obj, write_json
 from ..latency import device_fingerprint, fingerprint_id
 from ..tracking import Tracker
-from . import stages
+from . import outputs, stages
 from .calibration_data import run_precisions
 from .context import Context
 from .report import log_report
@@ -35,6 +37,8 @@ class Stage:
     config: Callable[[Context], object]
     outputs: Callable[[RunDir], list[Path]]
     fn: Callable[..., dict]
+    check: Callable[[RunDir], None]
+    """Raises a ``HantError`` naming the first output that does not parse or is incomplete."""
 
 
 STAGES: dict[str, Stage] = {
@@ -46,15 +50,17 @@ STAGES: dict[str, Stage] = {
             lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher],
             lambda r: [r.teacher_weights, r.teacher_meta],
             stages.stage_teacher,
+            outputs.check_teacher,
         ),
-        Stage("slots", ("teacher",), lambda c: [c.recipe.slots, c.recipe.data.image_size], lambda r: [r.slots], stages.stage_slots),
-        Stage("zoo", ("slots",), lambda c: [c.recipe.zoo], lambda r: [r.zoo], stages.stage_zoo),
+        Stage("slots", ("teacher",), lambda c: [c.recipe.slots, c.recipe.data.image_size], lambda r: [r.slots], stages.stage_slots, outputs.check_slots),
+        Stage("zoo", ("slots",), lambda c: [c.recipe.zoo], lambda r: [r.zoo], stages.stage_zoo, outputs.check_zoo),
         Stage(
             "profile",
             ("zoo",),
             lambda c: [c.recipe.target, c.recipe.profile, fingerprint_id(device_fingerprint(c.recipe.target))],
             lambda r: [r.latency],
             stages.stage_profile,
+            outputs.check_profile,
         ),
         Stage(
             "distill",
@@ -62,14 +68,16 @@ STAGES: dict[str, Stage] = {
             lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill, *scoring_runtime(c)],
             lambda r: [r.scores],
             stages.stage_distill,
+            outputs.check_distill,
         ),
-        Stage("search", ("profile", "distill"), lambda c: [c.recipe.search], lambda r: [r.selection], stages.stage_search),
+        Stage("search", ("profile", "distill"), lambda c: [c.recipe.search], lambda r: [r.selection], stages.stage_search, outputs.check_search),
         Stage(
             "finetune",
             ("search",),
             lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune],
             lambda r: [r.student_dir / "arch.json", r.student_dir / "weights.safetensors", r.student_metrics],
             stages.stage_finetune,
+            outputs.check_finetune,
         ),
         Stage(
             "report",
@@ -77,6 +85,7 @@ STAGES: dict[str, Stage] = {
             lambda c: [c.recipe.target],
             lambda r: [r.report_json, r.report_md],
             stages.stage_report,
+            outputs.check_report,
         ),
     ]
 }
@@ -115,12 +124,26 @@ def fingerprint(ctx: Context, stage: Stage) -> str:
     return hash_obj({"config": stage.config(ctx), "inputs": inputs})
 
 
-def is_current(ctx: Context, stage: Stage) -> bool:
-    """Whether a stage's outputs exist and were made from its present inputs."""
-    record = ctx.run.stage_record(stage.name)
-    if record is None or not all(p.exists() for p in stage.outputs(ctx.run)):
+def is_current(ctx: Context, stage: Stage, on_damage: Callable[[str], None] | None = None) -> bool:
+    """Whether a stage's outputs exist, are whole, and were made from its present inputs.
+
+    A damaged output (or stage record) makes the stage not current; ``on_damage`` hears why.
+    """
+    try:
+        record = ctx.run.stage_record(stage.name)
+        if record is None or not all(p.exists() for p in stage.outputs(ctx.run)):
+            return False
+        stage.check(ctx.run)
+    except HantError as e:
+        log.info("%s: %s; running the stage again", stage.name, e)
+        if on_damage is not None:
+            on_damage(str(e))
         return False
     return record.get("fingerprint") == fingerprint(ctx, stage)
+
+
+def _reporter(emit: Callable[[str, str, dict], None], name: str) -> Callable[[str], None]:
+    return lambda why: emit(name, "damaged", {"reason": why})
 
 
 def run_stages(
@@ -132,7 +155,8 @@ def run_stages(
 ) -> dict[str, dict]:
     """Run ``upto`` and every stage it needs, skipping up-to-date ones (``force`` re-runs ``upto``).
 
-    ``on_event(stage, "skipped" | "started" | "finished", info)`` reports progress to a caller;
+    ``on_event(stage, "skipped" | "damaged" | "started" | "finished", info)`` reports progress to a
+    caller ("damaged": an output failed its check, ``info`` is the reason; the stage is redone);
     a ``tracker`` receives each stage's numbers and, after the report, its tables and plots.
     Returns each stage's summary (from its record when skipped).
     """
@@ -142,7 +166,7 @@ def run_stages(
         write_json(ctx.run.recipe, ctx.recipe.to_dict())
     for name in _upstream(upto):
         stage = STAGES[name]
-        if not (force and name == upto) and is_current(ctx, stage):
+        if not (force and name == upto) and is_current(ctx, stage, _reporter(emit, name)):
             summaries[name] = ctx.run.stage_record(name).get("summary", {})
             emit(name, "skipped", summaries[name])
             continue

@@ -252,6 +252,13 @@ def measured_limit_ms(ctx: Context, budget: float, teacher_ms: float, table: Lat
     return budget / reference_teacher_ms(table) * teacher_ms
 
 
+def judge_budget(ctx: Context, budget: float, student_ms: float, teacher_ms: float, table: LatencyTable) -> tuple[float, bool]:
+    """The measured limit and whether a student measured beside the teacher is within it: the one
+    definition of "within budget" that the search summary and the report both use."""
+    limit = measured_limit_ms(ctx, budget, teacher_ms, table)
+    return limit, student_ms <= limit
+
+
 def stage_search(ctx: Context) -> dict:
     """Phase 2: the integer program, then the assembled student measured end to end beside the
     teacher; while it is over budget (less a noise margin), the solver's budget is tightened by
@@ -291,23 +298,29 @@ def stage_search(ctx: Context) -> dict:
     result["budget_fraction"] = budget / reference_teacher_ms(table)
     result["verify_rounds"] = rounds
     write_json(ctx.run.selection, result)
+    last = rounds[-1]
+    limit, within = judge_budget(ctx, budget, last["measured_student_ms"], last["measured_teacher_ms"], table)
     return {
         "status": selection.status,
         "predicted_ms": selection.predicted_latency_ms,
         "budget_ms": budget,
-        "measured_ms": rounds[-1]["measured_student_ms"],
+        "measured_ms": last["measured_student_ms"],
+        "measured_limit_ms": limit,
+        "within_budget": within,
         "changed_slots": sum(1 for k in selection.choices.values() if k != "keep"),
     }
 
 
 def stage_finetune(ctx: Context) -> dict:
-    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD."""
+    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD;
+    the better of the assembled and the fine-tuned student on validation is saved (``kept``)."""
     cfg = ctx.recipe.finetune
     selection = read_json(ctx.run.selection)
     specs = _specs(ctx, selection["choices"])
     student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
     student.requires_grad_(True)
     assembled_acc = evaluate(student, ctx.eval_loader("val"))
+    assembled_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
     torch.manual_seed(ctx.recipe.seed)
     result = train_classifier(
         student,
@@ -322,15 +335,25 @@ def stage_finetune(ctx: Context) -> dict:
         checkpoint=ctx.run.student_dir / "train_state.pt",
         seed=ctx.recipe.seed + 2,
     )
+    kept, val_acc = "fine-tuned", result.best_val_accuracy
+    if assembled_acc > result.best_val_accuracy:
+        kept, val_acc = "assembled", assembled_acc
+        student.load_state_dict(assembled_state)
+        log.warning(
+            "fine-tuning lowered validation accuracy (%.2f %% -> %.2f %%); keeping the assembled student",
+            assembled_acc, result.best_val_accuracy,
+        )
     test_acc = evaluate(student, ctx.eval_loader("test"))
     metrics = {
         "assembled_val_accuracy": assembled_acc,
-        "val_accuracy": result.best_val_accuracy,
+        "finetuned_val_accuracy": result.best_val_accuracy,
+        "kept": kept,
+        "val_accuracy": val_acc,
         "test_accuracy": test_acc,
         "best_epoch": result.best_epoch,
         "history": result.history,
     }
-    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": result.best_val_accuracy, "test_accuracy": test_acc}
+    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": val_acc, "test_accuracy": test_acc, "kept": kept}
     if not is_main():
         return summary
     save_student(
@@ -397,7 +420,7 @@ def stage_report(ctx: Context) -> dict:
     teacher's int8 post-training quantization beside them where the runtime has int8, and the teacher
     in torch eager float32 for scale; evaluate each as deployed; write the report."""
     started = time.perf_counter()
-    student = load_student(ctx.run.student_dir)
+    student = load_student(ctx.run.student_dir, allow_plugins=ctx.allow_plugins)
     teacher = ctx.teacher
     target = ctx.recipe.target
     selection = read_json(ctx.run.selection)
@@ -425,7 +448,7 @@ def stage_report(ctx: Context) -> dict:
     teacher_acc = deployed_accuracy(ctx, teacher, PrecisionPlan(target.dtype), "teacher", images)
     student_acc = deployed_accuracy(ctx, student, plan, "student", images)
     teacher_ms, student_ms = measured["teacher"].median_ms, measured["student"].median_ms
-    limit = measured_limit_ms(ctx, selection["budget_ms"], teacher_ms, table)
+    limit, within = judge_budget(ctx, selection["budget_ms"], student_ms, teacher_ms, table)
     report = {
         "recipe": ctx.recipe.name,
         "target": target.to_dict(),
@@ -450,7 +473,7 @@ def stage_report(ctx: Context) -> dict:
         },
         "budget_ms": limit,
         "budget_fraction": limit / teacher_ms,
-        "within_budget": student_ms <= limit,
+        "within_budget": within,
         "search": {
             "budget_ms": selection["budget_ms"],
             "status": selection["status"],
@@ -471,4 +494,5 @@ def stage_report(ctx: Context) -> dict:
             "latency_iqr_ms": [measured["teacher_int8"].q1_ms, measured["teacher_int8"].q3_ms],
         }
     write_report(ctx.run, report)
-    return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": student_ms <= limit}
+    return {"student_accuracy": student_acc, "student_latency_ms": student_ms, "within_budget": within}
+

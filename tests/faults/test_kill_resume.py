@@ -1,0 +1,155 @@
+"""The SIGKILL matrix: each training stage is killed at a random point after its first
+checkpoint, re-run, and must end with files identical, byte for byte, to an uninterrupted run's."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hant.io import hash_file
+from tests.tiny import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _hant(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hant.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+def _finish(*args: str) -> None:
+    proc = _hant(*args)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+
+
+def _kill_after(path_glob: str, run: Path, args: tuple[str, ...], delay_s: float) -> bool:
+    """Start ``hant args``; SIGKILL it ``delay_s`` after a file matching ``path_glob`` appears.
+    Returns whether it was killed (False: it finished first)."""
+    proc = _hant(*args)
+    deadline = time.time() + 300
+    while not list(run.glob(path_glob)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay_s)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _outputs(run: Path, stage: str) -> dict[str, str]:
+    files = {"teacher": ["teacher/weights.safetensors"], "distill": ["scores.json", *(
+        str(p.relative_to(run)) for p in sorted((run / "distill" / "candidates").glob("*.safetensors")))]}[stage]
+    return {f: hash_file(run / f) for f in files}
+
+
+def _prepare(tmp: Path, recipe: dict, upstream: str | None) -> tuple[Path, Path]:
+    """A recipe file and a run directory holding the stages before the one under test."""
+    recipe_file = tmp / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    base = tmp / "base"
+    if upstream is not None:
+        _finish(upstream, str(base), "--recipe", str(recipe_file))
+    return recipe_file, base
+
+
+def _copy(base: Path, run: Path) -> Path:
+    if base.exists():
+        shutil.copytree(base, run)
+    return run
+
+
+@pytest.mark.parametrize(
+    "stage, upstream, checkpoint_glob, recipe",
+    [
+        ("teacher", None, "teacher/train_state.pt", tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}})),
+        ("distill", "slots", "distill/candidates/progress/*.safetensors",
+         tiny_recipe(teacher={"train": {"epochs": 1, "lr": 0.1}}, distill={"epochs": 3})),
+    ],
+)
+def test_killed_stage_resumes_to_identical_outputs(tmp_path, stage, upstream, checkpoint_glob, recipe):
+    rng = random.Random()
+    delays = [rng.uniform(0.0, 0.6) for _ in range(2)]
+    recipe_file, base = _prepare(tmp_path, recipe, upstream)
+    ref_run = _copy(base, tmp_path / "ref")
+    _finish(stage, str(ref_run), "--recipe", str(recipe_file))
+    ref = _outputs(ref_run, stage)
+    runs = []
+    for i, delay in enumerate(delays):
+        run = _copy(base, tmp_path / f"killed{i}")
+        killed = _kill_after(checkpoint_glob, run, (stage, str(run), "--recipe", str(recipe_file)), delay)
+        _finish(stage, str(run), "--recipe", str(recipe_file))
+        runs.append((killed, _outputs(run, stage)))
+    assert any(killed for killed, _ in runs), f"no run was killed before it finished (delays {delays})"
+    for killed, outputs in runs:
+        assert outputs == ref, f"killed={killed}, delays {delays}: {json.dumps(outputs)} != {json.dumps(ref)}"
+
+
+FINETUNE_CHILD = """
+import sys
+from pathlib import Path
+
+import timm
+import torch
+
+from hant.config import FinetuneConfig, recipe_from_dict
+from hant.distill.trainer import train_classifier
+from hant.io import save_tensors
+from hant.pipeline import Context, RunDir
+from tests.tiny import tiny_recipe
+
+torch.set_num_threads(1)
+out = Path(sys.argv[1])
+ctx = Context(recipe_from_dict(tiny_recipe()), RunDir(out))
+kw = dict(num_classes=10, in_chans=1, channels=(8, 16, 32, 64), layers=(1, 1, 1, 1), replace_stem_pool=True)
+torch.manual_seed(0)
+teacher, student = timm.create_model("resnet18", **kw), timm.create_model("resnet18", drop_rate=0.2, **kw)
+cfg = FinetuneConfig(epochs=4, lr=0.05, ema_decay=0.9, label_smoothing=0.1)
+torch.manual_seed(1)
+result = train_classifier(student, ctx.train_loader(seed_offset=2), ctx.eval_loader("val"), cfg, teacher=teacher,
+                          kd_alpha=0.7, augment=ctx.augment(), checkpoint=out / "train_state.pt", seed=2)
+save_tensors(out / "weights.safetensors", student.state_dict())
+(out / "history.txt").write_text(repr(result.history))
+"""
+
+
+def _child(out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-c", FINETUNE_CHILD, str(out)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_killed_kd_finetune_loop_resumes_to_identical_weights(tmp_path):
+    """The fine-tune loop (KD, EMA, dropout, label smoothing, random shifts) killed after a
+    random epoch checkpoint ends with the uninterrupted run's weights and history."""
+    ref = _child(tmp_path / "ref")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
+    killed_any = False
+    for i, delay in enumerate(random.Random().uniform(0.0, 0.5) for _ in range(2)):
+        run = tmp_path / f"killed{i}"
+        proc = _child(run)
+        while not (run / "train_state.pt").exists() and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_any = True
+        again = _child(run)
+        assert again.wait(timeout=300) == 0, again.stderr.read().decode()
+        assert hash_file(run / "weights.safetensors") == hash_file(tmp_path / "ref" / "weights.safetensors")
+        assert (run / "history.txt").read_text() == (tmp_path / "ref" / "history.txt").read_text()
+    assert killed_any, "no run was killed before it finished"
