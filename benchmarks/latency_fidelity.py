@@ -35,10 +35,6 @@ import random
 import statistics
 import sys
 import math
-import os
-import random
-import statistics
-import sys
 import time
 from dataclasses import replace
 from typing import Sequence

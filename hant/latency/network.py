@@ -141,11 +141,6 @@ def fast_choices(slots: Sequence[SlotOptions], latency_ms: Mapping[str, float], 
     return out
 
 
-def network_uid(base: str, slots: Sequence[SlotOptions], choice: Sequence[int]) -> str:
-    """Cache key of one assembled variant of the network ``base``."""
-    return f"{base}:variant:{hash_obj([s.options[k][0] for s, k in zip(slots, choice)])}"
-
-
 def option_uid(slot: SlotOptions, k: int, precision: str, default: str) -> str:
     """Latency-table key of option ``k`` of ``slot`` run in ``precision`` (the uid itself at the default)."""
     return with_precision(slot.options[k][0], precision, default)
