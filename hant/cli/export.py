@@ -17,6 +17,7 @@ from ..latency.measure import time_runners
 from ..latency.runners import DeployedRunner, cpu_clock
 from ..pipeline import Context, RunDir
 from ..pipeline.calibration_data import task_calibration
+from .pipeline import add_plugin_argument
 from ..student import load_student, student_deployment
 
 
@@ -24,10 +25,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     if not (run.student_dir / "arch.json").is_file():
         raise RunDirError(f"{run.root} has no student yet; run `hant finetune {run.root}` first")
-    student = load_student(run.student_dir)
+    student = load_student(run.student_dir, allow_plugins=args.allow_plugins)
     arch = read_json(run.student_dir / "arch.json")
     input_shape = tuple(arch["metadata"]["input_shape"])
-    ctx = Context(recipe_from_dict(read_json(run.recipe)), run)
+    ctx = Context(recipe_from_dict(read_json(run.recipe)), run, allow_plugins=args.allow_plugins)
     deployment = student_deployment(run.student_dir)
     target, plan = deployment if deployment else (ctx.recipe.target, None)
     fmt = artifact_format(target) if args.format == "auto" else args.format
@@ -66,4 +67,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="auto",
                    help="auto: what the target's runtime loads (openvino: IR; onnxruntime: ONNX, QDQ where int8; torch: TorchScript)")
     p.add_argument("--out", help="output file (default RUN_DIR/export/student.<xml|onnx|pt>)")
+    add_plugin_argument(p)
     p.set_defaults(func=cmd_export)
