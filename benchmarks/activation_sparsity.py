@@ -55,17 +55,14 @@ def seconds_per_call(fn: Callable[[], object], rounds: int, min_round_s: float =
 def conv_shapes(model: nn.Module, x: torch.Tensor) -> list[dict]:
     """Distinct (cin, cout, stride, input H, W) of the groups=1 3×3 convolutions of ``model`` on ``x``."""
     found: dict[tuple, dict] = {}
-    hooks = [
-        m.register_forward_hook(
-            lambda mod, inp, out: found.setdefault(
-                (mod.in_channels, mod.out_channels, mod.stride[0], *inp[0].shape[2:]),
-                {"cin": mod.in_channels, "cout": mod.out_channels, "stride": mod.stride[0],
-                 "h": inp[0].shape[2], "w": inp[0].shape[3], "oh": out.shape[2], "ow": out.shape[3]},
-            )
-        )
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1
-    ]
+
+    def record(mod: nn.Conv2d, inp: tuple, out: torch.Tensor) -> None:
+        key = (mod.in_channels, mod.out_channels, mod.stride[0], *inp[0].shape[2:])
+        found.setdefault(key, {"cin": mod.in_channels, "cout": mod.out_channels, "stride": mod.stride[0],
+                               "h": inp[0].shape[2], "w": inp[0].shape[3], "oh": out.shape[2], "ow": out.shape[3]})
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()
+             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1]
     with torch.no_grad():
         model.eval()(x)
     for h in hooks:
