@@ -25,12 +25,14 @@ class CandidateFamily(ABC):
     (teacher-derived families also receive the block as ``teacher_block=``);
     ``build`` turns one spec into a module with the slot's input and output shapes, the same
     module every time. Teacher-derived families also receive the teacher's block (its weights
-    initialise theirs); ``trainable`` is False for families whose output needs no distillation.
+    initialise theirs); ``trainable`` is False for families whose output needs no distillation;
+    ``by_default`` is False for families a recipe must name (they are not in :func:`default_families`).
     """
 
     name: str = ""
     teacher_derived: bool = False
     trainable: bool = True
+    by_default: bool = True
 
     @abstractmethod
     def candidates(self, slot: Slot, **options: Any) -> list[dict]:

@@ -95,5 +95,6 @@ def zoo_from_json(d: Mapping) -> dict[str, list[CandidateSpec]]:
 
 
 def default_families() -> dict[str, dict]:
-    """Every registered family (plugins included) with its default options; ``keep`` is implied."""
-    return {name: {} for name in list_families() if name != "keep"}
+    """Every registered family (plugins included) that is on by default, with its default options;
+    ``keep`` is implied."""
+    return {name: {} for name in list_families() if name != "keep" and get_family(name).by_default}

@@ -25,6 +25,7 @@ class ActSparse(CandidateFamily):
     sparse-trained in phase 1 (masks growing to s, then frozen)."""
 
     teacher_derived = True
+    by_default = False  # runs only where the compiled kernel does (torch on the CPU): a recipe names it
 
     def candidates(
         self, slot: Slot, teacher_block: nn.Module | None = None, ratios: tuple[float, ...] = DEFAULT_RATIOS
