@@ -24,7 +24,8 @@ STAGE_HELP = {
 }
 
 
-def _apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    """The recipe with the command line's overrides (budget, target, families, W&B mode, ...) applied."""
     if getattr(args, "budget", None) is not None:
         if not 0 < args.budget:
             raise ConfigError("--budget is a fraction of the teacher's latency and must be positive, e.g. 0.5")
@@ -51,7 +52,8 @@ def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
     return recipe_from_dict(read_json(run.recipe))
 
 
-def _print_event(stage: str, event: str, info: dict) -> None:
+def print_event(stage: str, event: str, info: dict) -> None:
+    """Print one stage event (skipped, started, finished with its summary) on the main process."""
     if not is_main():
         return
     if event == "skipped":
@@ -91,13 +93,14 @@ def print_summary(run: RunDir) -> None:
     print(f"  report   {run.report_md}")
 
 
-def _run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False) -> None:
+def run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False) -> None:
+    """Run the stages up to ``upto`` with events printed and W&B tracking as the recipe says."""
     w = recipe.wandb
     ctx = Context(recipe, run, allow_plugins=allow_plugins)
     mode = w.mode if is_main() else "off"
     tracker = Tracker(mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
     try:
-        run_stages(ctx, upto, force=force, on_event=_print_event, tracker=tracker)
+        run_stages(ctx, upto, force=force, on_event=print_event, tracker=tracker)
     finally:
         tracker.finish()
     if tracker.mode != "off":
@@ -120,20 +123,20 @@ def print_dry_run(report: DryRunReport) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    recipe = _apply_overrides(load_recipe(args.recipe), args)
+    recipe = apply_overrides(load_recipe(args.recipe), args)
     if args.dry_run:
         print_dry_run(dry_run(recipe, allow_plugins=args.allow_plugins))
         return 0
     run = RunDir(args.run_dir or Path("runs") / recipe.name)
-    _run_tracked(recipe, run, "report", args.force, args.allow_plugins)
+    run_tracked(recipe, run, "report", args.force, args.allow_plugins)
     print_summary(run)
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
-    recipe = _apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
-    _run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
+    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
     if args.command == "report":
         print_summary(run)
     return 0

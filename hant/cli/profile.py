@@ -23,7 +23,7 @@ from ..pipeline.profiling import slot_options
 from ..progress import ProgressCounter
 from ..slots import discover_slots
 from .pipeline import STAGE_HELP, add_stage_arguments, cmd_stage
-from .zoo import _families, _model_and_input
+from .zoo import zoo_families, model_and_input
 
 MODEL_ONLY = ("out", "batch_size", "backend", "device", "dtype", "threads", "input_size", "families",
               "memory_format", "calibration_networks", "calibration_time", "time_budget")
@@ -34,9 +34,9 @@ def cmd_model_profile(args: argparse.Namespace) -> int:
     target = LatencyTarget(**{k: v for k, v in given.items() if v is not None})
     check_target(target)  # a missing runtime or device fails before the model is built
     torch.manual_seed(0)
-    model, shape = _model_and_input(args.model_or_run, args.input_size, {})
+    model, shape = model_and_input(args.model_or_run, args.input_size, {})
     slots = discover_slots(model, torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))
-    zoo = build_zoo(model, slots, _families(args, None))
+    zoo = build_zoo(model, slots, zoo_families(args, None))
     options = slot_options(model, slots, zoo)
     cache = LatencyCache()
     started = time.perf_counter()

@@ -15,16 +15,16 @@ from ..pipeline.context import Context
 from ..pipeline.runner import run_stages
 from ..prune.run import METHODS, build_space, prune_to_budget
 from ..prune.save import save_pruned
-from .pipeline import _apply_overrides, _print_event, add_plugin_argument
+from .pipeline import apply_overrides, print_event, add_plugin_argument
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    recipe = _apply_overrides(load_recipe(args.recipe), args)
+    recipe = apply_overrides(load_recipe(args.recipe), args)
     if args.method:
         recipe.prune.method = args.method
     run = RunDir(Path(args.run_dir or Path("runs") / recipe.name))
     ctx = Context(recipe, run, allow_plugins=args.allow_plugins)
-    run_stages(ctx, "slots", on_event=_print_event)
+    run_stages(ctx, "slots", on_event=print_event)
     teacher = ctx.teacher
     space = build_space(recipe, teacher, ctx.slots, ctx.input_shape)
     fraction = recipe.search.budget

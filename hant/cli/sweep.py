@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..pipeline import RunDir
 from ..pipeline.budget_series import run_budget_series
 from ..tracking import MODES, Tracker
-from .pipeline import _apply_overrides, _print_event, add_plugin_argument
+from .pipeline import apply_overrides, print_event, add_plugin_argument
 
 
 def _budgets(text: str) -> list[float]:
@@ -23,7 +23,7 @@ def _budgets(text: str) -> list[float]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    recipe = _apply_overrides(load_recipe(args.recipe), args)
+    recipe = apply_overrides(load_recipe(args.recipe), args)
     root = Path(args.run_dir or Path("runs") / f"{recipe.name}-sweep")
     group = recipe.wandb.group or f"{recipe.name}-sweep"
 
@@ -31,7 +31,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         w = r.wandb
         return Tracker(w.mode, run.root, r.to_dict(), w.project, w.entity, r.name, group, w.tags)
 
-    rows = run_budget_series(recipe, root, _budgets(args.budgets), _print_event, make_tracker, args.allow_plugins)
+    rows = run_budget_series(recipe, root, _budgets(args.budgets), print_event, make_tracker, args.allow_plugins)
     print()
     print(f"{'budget':>8} {'accuracy':>9} {'latency ms':>11} {'predicted':>10}  within")
     for r in rows:

@@ -37,7 +37,7 @@ def parse_input_size(text: str) -> tuple[int, int, int] | tuple[int, int]:
     return (sizes[0], sizes[0]) if len(sizes) == 1 else sizes
 
 
-def _families(args: argparse.Namespace, recipe_families: dict | None) -> dict[str, dict]:
+def zoo_families(args: argparse.Namespace, recipe_families: dict | None) -> dict[str, dict]:
     """The families to list: ``--families`` names (options from the recipe where it has them),
     else the recipe's, else every registered family with its defaults."""
     names = [n.strip() for item in args.families or [] for n in item.split(",") if n.strip()]
@@ -50,7 +50,8 @@ def _families(args: argparse.Namespace, recipe_families: dict | None) -> dict[st
     return default_families()
 
 
-def _model_and_input(name: str, input_size: str | None, kwargs: dict) -> tuple[torch.nn.Module, tuple[int, ...]]:
+def model_and_input(name: str, input_size: str | None, kwargs: dict) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """A timm model by name (1000 classes, random weights) and its per-sample input shape."""
     model = create_model(name, 1000, 3, kwargs)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     default = tuple(cfg.get("input_size") or (3, 224, 224))
@@ -81,11 +82,11 @@ def cmd_model_zoo(args: argparse.Namespace) -> int:
         load_plugins(plugins)
     kwargs = dict(recipe.teacher.kwargs) if recipe and recipe.teacher.model == args.model_or_run else {}
     torch.manual_seed(0)
-    model, input_shape = _model_and_input(args.model_or_run, args.input_size, kwargs)
+    model, input_shape = model_and_input(args.model_or_run, args.input_size, kwargs)
     patterns = list(args.slots or []) or (list(recipe.slots.patterns) if recipe else []) or None
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     slots = discover_slots(model, example, patterns)
-    zoo = build_zoo(model, slots, _families(args, recipe.zoo.families if recipe else None))
+    zoo = build_zoo(model, slots, zoo_families(args, recipe.zoo.families if recipe else None))
     counts = [len(zoo[s.name]) for s in slots]
     result = {
         "model": args.model_or_run,

@@ -11,7 +11,7 @@ from ..errors import RunDirError
 from ..io import write_json
 from ..search.sweep import sweep
 from .context import Context
-from .stages import _latency_table, _problem, reference_teacher_ms
+from .stages import latency_table, selection_problem, reference_teacher_ms
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ def sweep_run(
         if not path.is_file():
             raise RunDirError(f"{ctx.run.root} has no {path.name}; run `hant {stage} {ctx.run.root}` first")
     cfg = ctx.recipe.search
-    table = _latency_table(ctx)
+    table = latency_table(ctx)
     teacher_ms = reference_teacher_ms(table)
-    problem = _problem(ctx, table, teacher_ms)
+    problem = selection_problem(ctx, table, teacher_ms)
     if max_changed is not None:
         problem = dataclasses.replace(problem, max_changed=max_changed)
     backend = backend or cfg.backend

@@ -171,13 +171,14 @@ def deployed_numerics(ctx: Context, workdir: str) -> dict[str, Numerics]:
     return {p: make(p) for p in precisions if p != "float32"}
 
 
-def _latency_table(ctx: Context) -> LatencyTable:
+def latency_table(ctx: Context) -> LatencyTable:
+    """The run's latency table, checked against the recipe's target and this machine."""
     table = LatencyTable.from_json(ctx.run.latency)
     table.check_compatible(ctx.recipe.target, device_fingerprint(ctx.recipe.target))
     return table
 
 
-def _problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Problem:
+def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Problem:
     """One candidate per (operation, precision) pair. Scores are keyed against float32 (the distill
     stage's plain records are torch's float32 numerics), latencies and the selection's keys against the
     target's dtype, so a student wholly in the target's precision has the plain keys."""
@@ -264,12 +265,12 @@ def stage_search(ctx: Context) -> dict:
     teacher; while it is over budget (less a noise margin), the solver's budget is tightened by
     the measured excess and the program solved again."""
     cfg, target = ctx.recipe.search, ctx.recipe.target
-    table = _latency_table(ctx)
+    table = latency_table(ctx)
     budget = budget_ms(ctx, table)
     predicted: list[float] = []
 
     def build(solver_budget: float) -> tuple[Selection, torch.nn.Module]:
-        selection = solve(_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
+        selection = solve(selection_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
         predicted.append(selection.predicted_latency_ms)
         specs = _specs(ctx, selection.choices)
         return selection, assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
@@ -440,7 +441,7 @@ def stage_report(ctx: Context) -> dict:
         eager_ms = measured["teacher"].median_ms
     else:
         eager_ms = measure([("teacher", teacher, ctx.input_shape)], eager, **timing)["teacher"].median_ms
-    table = _latency_table(ctx)
+    table = latency_table(ctx)
     test = ctx.eval_loader("test")
     torch_teacher_acc, torch_student_acc = evaluate(teacher, test), evaluate(student, test)
     if not math.isclose(torch_student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
