@@ -87,7 +87,7 @@ def test_finetune_keeps_the_assembled_student_when_training_makes_it_worse(tmp_p
     recipe = tiny_recipe(search={"budget": 1.0}, finetune={"epochs": 1, "lr": 1e4, "warmup_epochs": 0})
     run_stages(Context(recipe_from_dict(recipe), run), "finetune")
     metrics = read_json(run.student_metrics)
-    assert metrics["assembled_val_accuracy"] > 50.0
+    assert metrics["assembled_val_accuracy"] > 30.0, "the assembled student is the trained teacher"
     assert metrics["finetuned_val_accuracy"] < metrics["assembled_val_accuracy"]
     assert metrics["kept"] == "assembled"
     assert metrics["val_accuracy"] == metrics["assembled_val_accuracy"]
