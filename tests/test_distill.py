@@ -325,7 +325,7 @@ def test_per_slot_losses_reach_an_active_wandb_run(tmp_path, monkeypatch):
     import wandb
     from wandb_records import logged_keys
 
-    from hant.distill.wandb_log import log_slot_losses, slot_loss_metrics
+    from hant.tracking import log_slot_losses, slot_loss_metrics
 
     assert slot_loss_metrics([("a", 1.0), ("a", 3.0), ("b", None)]) == {
         "distill/a/loss_mean": 2.0, "distill/a/loss_min": 1.0, "distill/a/failed": 0, "distill/b/failed": 1,

@@ -29,6 +29,7 @@ from ..io import check_tensors, hash_obj, load_tensors, read_json, save_tensors,
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
+from ..tracking import log_slot_losses
 from .capture import SlotCapture
 from .checkpoint import Progress, load_progress, progress_path, record_path, save_progress, weights_path
 from .chunk import ChunkTrainer, DistillError, Job, make_optimizer, recalibrate_norms
@@ -38,7 +39,6 @@ from .scoring import SCORES, Scores, score_jobs, teacher_accuracy
 from .sharding import gather_all, local_device, shard
 from .stream import Augment, EpochStream
 from .swap import SwapIn
-from .wandb_log import log_slot_losses
 
 log = logging.getLogger(__name__)
 
