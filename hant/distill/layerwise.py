@@ -25,11 +25,12 @@ from ..amp import autocast, autocast_dtype
 from ..config import DistillConfig
 from ..distributed import barrier
 from ..errors import ConfigError
-from ..io import check_tensors, hash_obj, load_tensors, read_json, save_tensors, write_json
+from ..io import check_tensors, hash_obj, read_json, save_tensors, write_json
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
 from ..tracking import log_slot_losses
+from ..weights import load_file
 from .capture import SlotCapture
 from .checkpoint import Progress, load_progress, progress_path, record_path, save_progress, weights_path
 from .chunk import ChunkTrainer, DistillError, Job, make_optimizer, recalibrate_norms
@@ -85,7 +86,7 @@ def build_trained_candidate(spec: CandidateSpec, teacher_block: nn.Module, weigh
     """A candidate module with its distilled weights (keep and parameter-free families need none)."""
     module = build_candidate(spec, teacher_block)
     if get_family(spec.family).trainable:
-        module.load_state_dict(load_tensors(weights_path(weights_dir, spec)))
+        load_file(module, weights_path(weights_dir, spec), "delete it and run the distill stage again")
     return module
 
 

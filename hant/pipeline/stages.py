@@ -23,12 +23,13 @@ from ..io import hash_obj, read_json, save_tensors, write_json
 from ..latency import LatencyCache, LatencyTable, LatencyTarget, device_fingerprint, measure, profile_network
 from ..latency.target import BACKEND_DTYPES
 from ..latency.fit import fit_measured
-from ..models import create_model, load_weights
+from ..models import create_model
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
 from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
+from ..weights import load_weights
 from .calibration_data import needs_calibration, run_precisions, task_calibration
 from .context import Context
 from .profiling import slot_options
