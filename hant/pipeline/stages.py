@@ -26,7 +26,7 @@ from ..latency.fit import fit_measured
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
-from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
+from ..search import CHANGED, CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
 from ..weights import load_weights
@@ -309,7 +309,7 @@ def stage_search(ctx: Context) -> dict:
         "measured_ms": last["measured_student_ms"],
         "measured_limit_ms": limit,
         "within_budget": within,
-        "changed_slots": sum(1 for k in selection.choices.values() if k != "keep"),
+        "changed_slots": selection.extras[CHANGED],
     }
 
 
@@ -471,7 +471,7 @@ def stage_report(ctx: Context) -> dict:
             "latency_iqr_ms": [measured["student"].q1_ms, measured["student"].q3_ms],
             "predicted_latency_ms": selection["predicted_latency_ms"],
             "speedup": teacher_ms / student_ms,
-            "changed_slots": sum(1 for k in selection["choices"].values() if k != "keep"),
+            "changed_slots": selection["extras"][CHANGED],
         },
         "budget_ms": limit,
         "budget_fraction": limit / teacher_ms,
