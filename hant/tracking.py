@@ -14,13 +14,14 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_args
 
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "off", "offline", "online")
+WandbMode = Literal["auto", "off", "offline", "online"]
+MODES: tuple[str, ...] = get_args(WandbMode)
 
 
 def has_credentials() -> bool:

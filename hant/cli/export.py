@@ -51,7 +51,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         summary["artifact_latency_ms"] = stat.median_ms
         summary["artifact_latency_iqr_ms"] = [stat.q1_ms, stat.q3_ms]
         summary["latency_target"] = target.to_dict()
-        summary["artifact_test_accuracy"] = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
+        accuracy = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
+        summary[f"artifact_{ctx.splits.test_split}_accuracy"] = accuracy
     print(json.dumps(summary, indent=2))
     return 0
 

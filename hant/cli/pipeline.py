@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import Recipe, load_recipe, recipe_from_dict, select_target
+from ..config import Recipe, check_fields, load_recipe, recipe_from_dict, select_target
 from ..distributed import is_main
 from ..errors import ConfigError, RunDirError
 from ..io import read_json
@@ -41,6 +41,7 @@ def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         recipe.zoo.families = {n: recipe.zoo.families.get(n, {}) for n in names}
     if getattr(args, "data", None):
         recipe.data.dataset, recipe.data.root = "imagefolder", args.data
+    check_fields(recipe)
     return recipe
 
 

@@ -8,6 +8,12 @@ from ..tracking import Tracker
 from .rundir import RunDir
 
 PLOT_NAME = "pareto.png"
+ACCURACY_SPLIT = {
+    "test": "accuracy on the test split, which no stage selects on:",
+    "val": "accuracy on the validation split, which chose the best epoch, since the data has no test/ split "
+    "(an optimistic estimate; give the ImageFolder a test/ split for an unbiased one):",
+}
+"""How the report names the split its accuracies are on (``report.json``'s ``accuracy_split``)."""
 
 
 def render_markdown(report: dict) -> str:
@@ -19,7 +25,8 @@ def render_markdown(report: dict) -> str:
         f"Target: {report['target']['device']} / {report['target']['backend']} / {report['target']['dtype']}, "
         f"batch {report['target']['batch_size']}, {report['target']['threads']} thread(s).",
         "",
-        "Accuracy and latency as the target runs each network (one interleaved measurement):",
+        "Accuracy and latency as the target runs each network (one interleaved measurement); "
+        + ACCURACY_SPLIT[report.get("accuracy_split", "test")],
         "",
         "| | precision | accuracy (%) | latency (ms) | predicted (ms) |",
         "|---|---|---|---|---|",

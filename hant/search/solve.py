@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from .scaling import ScaledProblem, scale_table
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("cpsat", "scip", "cbc")
+SearchBackend = Literal["cpsat", "scip", "cbc"]
+"""The solvers: OR-Tools CP-SAT, OR-Tools MIP (SCIP) and PuLP (CBC)."""
+BACKENDS: tuple[str, ...] = get_args(SearchBackend)
 """Solver backends by name; ``cpsat`` is the default."""
 
 _BACKEND_FUNCTIONS = {"cpsat": "solve_cpsat", "scip": "solve_scip", "cbc": "solve_cbc"}
