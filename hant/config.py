@@ -282,29 +282,18 @@ class Recipe:
     seed: int = 0
     """Seed of every random choice (splits, initialisation, batch order)."""
     data: DataConfig = field(default_factory=DataConfig)
-    """Where images come from and how they are batched."""
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    """The trained network to accelerate."""
     target: LatencyTarget = field(default_factory=LatencyTarget)
-    """The deployment target latencies are measured on."""
     targets: dict = field(default_factory=dict)
     """Named alternative targets (name → target fields), chosen with ``--target NAME``."""
     slots: SlotsConfig = field(default_factory=SlotsConfig)
-    """Which blocks of the teacher may be replaced."""
     zoo: ZooConfig = field(default_factory=ZooConfig)
-    """Candidate families offered for every slot."""
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    """How precisely latencies are measured."""
     distill: DistillConfig = field(default_factory=DistillConfig)
-    """Phase 1: layer-wise distillation of every candidate."""
     search: SearchConfig = field(default_factory=SearchConfig)
-    """Phase 2: the integer program."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    """Phase 3: end-to-end fine-tuning of the student."""
     prune: PruneConfig = field(default_factory=PruneConfig)
-    """Whole-network channel pruning (``hant prune``)."""
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    """Weights & Biases tracking."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
