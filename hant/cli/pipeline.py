@@ -45,7 +45,9 @@ def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     return recipe
 
 
-def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+def recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+    """The recipe a stage command runs a run directory with: ``recipe_file`` if given, else the
+    directory's own ``recipe.json``."""
     if recipe_file:
         return load_recipe(recipe_file)
     if not run.recipe.is_file():
@@ -136,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
-    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    recipe = apply_overrides(recipe_for_run_dir(run, args.recipe), args)
     run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
     if args.command == "report":
         print_summary(run)

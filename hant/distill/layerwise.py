@@ -144,7 +144,7 @@ def _new_job(slot: Slot, spec: CandidateSpec, block: nn.Module, cfg: DistillConf
     return job
 
 
-def _train_chunk(
+def train_chunk(
     teacher: nn.Module,
     jobs: list[Job],
     stream: EpochStream,
@@ -214,7 +214,7 @@ def _train(
     autocast = _autocast(device, cfg)
     for c, chunk in enumerate(progress(chunks, desc="distill", unit="chunk")):
         jobs = [_new_job(slot, spec, blocks[slot.name], cfg, seed, weights_dir, device, key) for slot, spec in chunk]
-        _train_chunk(teacher, jobs, stream, cfg, weights_dir, key, f"chunk {c + 1}/{len(chunks)}", autocast)
+        train_chunk(teacher, jobs, stream, cfg, weights_dir, key, f"chunk {c + 1}/{len(chunks)}", autocast)
         recalibrate_norms(teacher, jobs, stream, cfg.epochs, cfg.bn_recalibration_batches)
         _finish(jobs, weights_dir, key)
 
