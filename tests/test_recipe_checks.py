@@ -76,7 +76,9 @@ def test_dry_run_warns_about_one_class_data(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(data={"dataset": "imagefolder", "root": str(tmp_path / "data")})))
     assert main(["run", str(recipe), "--dry-run"]) == 0
-    assert "only one class" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only one class" in out
+    assert "no test split (accuracies are reported on val)" in out
 
 
 @pytest.mark.parametrize("key, value", [("loss", "l7"), ("score", "accuracy")])

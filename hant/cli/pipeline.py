@@ -114,7 +114,8 @@ def print_dry_run(report: DryRunReport) -> None:
     """The dry run's findings, one slot per line."""
     d = report.data
     print(f"model    {report.model}: {report.parameters / 1e6:.2f} M parameters, input {report.input_shape}")
-    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {d['test']} test")
+    test = f"{d['test']} test" if d["test"] is not None else "no test split (accuracies are reported on val)"
+    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {test}")
     print(f"slots    {len(report.slots)} slots, {report.candidates} candidates")
     for s in report.slots:
         print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
