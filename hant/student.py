@@ -14,10 +14,11 @@ from torch import nn
 
 from .deploy.plan import PrecisionPlan
 from .errors import HantError, PluginError
-from .io import load_tensors, read_json, save_tensors, write_json
+from .io import read_json, save_tensors, write_json
 from .ops_zoo import CandidateSpec, build_candidate, load_plugins
 from .latency.target import LatencyTarget
 from .slots import Slot, get_submodule, set_submodule
+from .weights import load_file
 
 ARCH_FORMAT = "hant-student/1"
 PRUNED_FORMAT = "hant-pruned/1"
@@ -95,7 +96,7 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     names plugins (Python files or modules, i.e. code that is executed on import) is refused
     unless ``allow_plugins=True``.
     """
-    from .models import create_model, state_dict_misfit
+    from .models import create_model
 
     path = Path(path)
     arch_file, weights_file = path / "arch.json", path / "weights.safetensors"
@@ -121,9 +122,4 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     for item in arch["replacements"]:
         spec = CandidateSpec.from_dict(item["spec"])
         set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
-    state = load_tensors(weights_file)
-    problem = state_dict_misfit(model, state)
-    if problem:
-        raise HantError(f"{weights_file} does not fit the architecture in arch.json: {problem}")
-    model.load_state_dict(state)
-    return model.eval()
+    return load_file(model, weights_file, "it must match the architecture in arch.json").eval()

@@ -11,6 +11,7 @@ from hant.cli import main
 from hant.config import recipe_from_dict
 from hant.io import read_json
 from hant.pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from hant.pipeline.report import render_markdown
 
 
 
@@ -57,6 +58,8 @@ def test_every_stage_runs_and_writes_its_outputs(finished_run):
     assert [r["slot"] for r in report["slots"]] == [s["name"] for s in slots]
     assert all(r["latency_ms"] >= 0 and r["score"] >= 0 for r in report["slots"])
     assert (root / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["accuracy_split"] == "test" and "accuracy on the test split" in md
+    assert "validation split, which chose the best epoch" in render_markdown({**report, "accuracy_split": "val"})
 
 
 def test_rerun_skips_every_finished_stage(finished_run):

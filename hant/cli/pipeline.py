@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import Recipe, load_recipe, recipe_from_dict, select_target
+from ..config import Recipe, check_fields, load_recipe, recipe_from_dict, select_target
 from ..distributed import is_main
 from ..errors import ConfigError, RunDirError
 from ..io import read_json
@@ -41,10 +41,13 @@ def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         recipe.zoo.families = {n: recipe.zoo.families.get(n, {}) for n in names}
     if getattr(args, "data", None):
         recipe.data.dataset, recipe.data.root = "imagefolder", args.data
+    check_fields(recipe)
     return recipe
 
 
-def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+def recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+    """The recipe a stage command runs a run directory with: ``recipe_file`` if given, else the
+    directory's own ``recipe.json``."""
     if recipe_file:
         return load_recipe(recipe_file)
     if not run.recipe.is_file():
@@ -111,7 +114,8 @@ def print_dry_run(report: DryRunReport) -> None:
     """The dry run's findings, one slot per line."""
     d = report.data
     print(f"model    {report.model}: {report.parameters / 1e6:.2f} M parameters, input {report.input_shape}")
-    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {d['test']} test")
+    test = f"{d['test']} test" if d["test"] is not None else "no test split (accuracies are reported on val)"
+    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {test}")
     print(f"slots    {len(report.slots)} slots, {report.candidates} candidates")
     for s in report.slots:
         print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
@@ -135,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
-    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    recipe = apply_overrides(recipe_for_run_dir(run, args.recipe), args)
     run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
     if args.command == "report":
         print_summary(run)

@@ -11,11 +11,12 @@ from ..config import Recipe
 from ..data import DataSplits, load_splits, make_loader, random_shift
 from ..distributed import is_distributed
 from ..errors import PluginError, RunDirError
-from ..io import load_tensors, read_json
+from ..io import read_json
 from ..loaders import timm_loader
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, load_plugins, zoo_from_json
 from ..slots import Slot, slots_from_json
+from ..weights import load_file
 from .rundir import RunDir
 
 EVAL_BATCH = 256
@@ -121,8 +122,7 @@ class Context:
             raise RunDirError(f"{self.run.root} has no trained teacher; run `hant teacher {self.run.root}` first")
         d = read_json(self.run.teacher_meta)["model"]
         model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"])
-        model.load_state_dict(load_tensors(self.run.teacher_weights))
-        return model.eval()
+        return load_file(model, self.run.teacher_weights, "run `hant teacher --force` again").eval()
 
     @cached_property
     def slots(self) -> list[Slot]:

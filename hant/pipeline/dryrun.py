@@ -78,7 +78,7 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
             "classes": splits.num_classes,
             "train": len(splits.train),
             "val": len(splits.val),
-            "test": len(splits.test),
+            "test": len(splits.test) if splits.test_split == "test" else None,
         },
         slots=[
             {"name": s.name, "kind": s.kind, "in_shape": s.in_shape, "out_shape": s.out_shape, "candidates": len(zoo[s.name])}
