@@ -81,10 +81,12 @@ def registered_block_types() -> dict[type, str]:
     return dict(_BLOCK_TYPES)
 
 
-# timm block classes recognised without any per-model code: (module, class names, kind).
-# Classes missing from the installed timm are skipped.
+# timm and torchvision block classes recognised without any per-model code: (module, class names, kind).
+# Classes missing from the installed timm or torchvision are skipped.
 _TIMM_BLOCKS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("timm.models.resnet", ("BasicBlock", "Bottleneck"), "conv_block"),
+    ("torchvision.models.resnet", ("BasicBlock", "Bottleneck"), "conv_block"),
+    ("torchvision.models.mobilenetv2", ("InvertedResidual",), "conv_block"),
     (
         "timm.models._efficientnet_blocks",
         ("ConvBnAct", "DepthwiseSeparableConv", "InvertedResidual", "EdgeResidual", "UniversalInvertedResidual"),
