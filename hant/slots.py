@@ -193,7 +193,9 @@ def discover_slots(
             )
         raise SlotDiscoveryError(
             f"{type(model).__name__} has no block of a registered type; name its slots by module-path "
-            "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe or `--slots 'blocks.*'`"
+            "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe, `--slots 'blocks.*'` or "
+            "hant.optimize(..., slots={\"patterns\": [\"blocks.*\"]}), or register the block class with "
+            "hant.register_block_type(MyBlock, \"conv_block\")"
         )
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {}
     macs: dict[str, int] = {}

@@ -63,3 +63,11 @@ def train(model: nn.Module, loader: DataLoader, epochs: int = 6, lr: float = 0.1
             F.cross_entropy(model(x), y).backward()
             opt.step()
     return model.eval()
+
+
+def build_plain(num_classes: int = 10) -> nn.Module:
+    """A CNN of plain layers in a Sequential: no block of a registered type."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)
+    )
