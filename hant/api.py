@@ -106,9 +106,8 @@ def optimize(
     root = Path(run_dir) if run_dir is not None else Path(tempfile.gettempdir()) / "hant" / recipe.name
     ctx = Context(recipe, RunDir(root), allow_plugins=True, teacher=model, data=UserData(train, val, test),
                   example_input=example_input)
-    ctx.given_teacher  # the forward on example_input, first
+    ctx.check_given()
     _check_factory(model, ref, recipe.teacher.kwargs)
-    ctx.user_data  # every split's first batch against the input shape and labels
     run_tracked_stages(ctx, "report", force, _log_event)
     run = ctx.run
     return Result(load_student(run.student_dir, allow_plugins=True), read_json(run.report_json), run.root)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 import user_cnn
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
@@ -19,11 +20,15 @@ from torch.utils.data import DataLoader, TensorDataset
 import hant
 from hant.api import optimize_recipe
 from hant.cli import main
+from hant.config import recipe_from_dict
 from hant.data import digits_splits
 from hant.errors import ConfigError, DataError, HantError, ModelError, PluginError, SlotDiscoveryError
 from hant.io import read_json, save_tensors
+from hant.ops_zoo.pruning import prune_plans
 from hant.pipeline import STAGE_ORDER, STAGES, Context, RunDir
+from hant.pipeline.dryrun import dry_run
 from hant.pipeline.runner import is_current
+from hant.slots import discover_slots
 
 HERE = Path(__file__).resolve().parent
 FACTORY = f"{HERE / 'user_cnn.py'}:build"
@@ -215,3 +220,21 @@ def test_a_factory_that_builds_another_architecture_is_one_line(teacher_and_data
     with pytest.raises(ModelError) as e:
         _optimize(model, train, val, tmp_path, teacher={"kwargs": {"widths": [8, 8, 8, 8]}})
     assert "does not build the given model's architecture" in _one_line(e)
+
+
+def test_a_dry_run_runs_factories_only_when_allowed():
+    recipe = recipe_from_dict({"teacher": {"factory": FACTORY}, "data": {"factory": DATA_FACTORY}})
+    with pytest.raises(PluginError, match="--allow-plugins"):
+        dry_run(recipe)
+    report = dry_run(recipe, allow_plugins=True)
+    assert report.model == FACTORY and report.input_shape == (1, 16, 16)
+    assert [s["name"] for s in report.slots] == [f"blocks.{i}" for i in range(4)]
+    assert report.data["classes"] == 10 and report.data["train"] == 1078
+
+
+def test_torchvision_resnet_blocks_are_slots_with_a_pruning_plan():
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    slots = discover_slots(model, torch.randn(1, 3, 64, 64))
+    assert [s.path for s in slots] == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    assert all(s.kind == "conv_block" for s in slots)
+    assert len(prune_plans(model.layer1[0])) == 1

@@ -127,6 +127,11 @@ class Context:
             check_forward(model, self.example_input)
         return model
 
+    def check_given(self) -> None:
+        """Check a given teacher (its forward on the example input) and user data (each split's first
+        batch against the input shape and labels) now, so that bad input fails before any stage runs."""
+        _ = self.given_teacher, self.user_data
+
     @cached_property
     def teacher_inputs(self) -> list:
         """What identifies a teacher given as a module: a hash of its structure and weights (a timm
