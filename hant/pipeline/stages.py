@@ -55,7 +55,7 @@ def stage_teacher(ctx: Context) -> dict:
         load_weights(model, cfg.checkpoint)
         source = f"checkpoint {cfg.checkpoint}"
     elif given is not None:
-        source = f"the given module (architecture from {cfg.factory})"
+        source = f"the module given or built by {cfg.factory}"
     elif cfg.pretrained:
         source = "timm pretrained weights"
     else:
