@@ -92,6 +92,11 @@ class DataConfig:
     """DataLoader worker processes."""
     augment: bool = True
     """Random shifts (digits) or random resized crops and flips (ImageFolder) while training."""
+    factory: str | None = None
+    """``path/to/file.py:function`` or ``package.module:function`` returning the user's own splits:
+    ``(train, val[, test])`` or a dict of them, each a DataLoader or Dataset of ``(input, label)``;
+    when set, ``dataset``, ``root`` and ``image_size`` are not used. It is code: it runs only with
+    ``--allow-plugins`` (API: ``allow_plugins=True``)."""
 
 
 @dataclass
@@ -124,13 +129,18 @@ class TeacherConfig:
     model: str = "resnet18"
     """A timm model name."""
     kwargs: dict = field(default_factory=dict)
-    """Extra keyword arguments for ``timm.create_model`` (e.g. ``replace_stem_pool``)."""
+    """Extra keyword arguments for ``timm.create_model`` (e.g. ``replace_stem_pool``), or for ``factory``."""
     pretrained: bool = False
     """Load timm's pretrained weights (needs them in the local cache or network access)."""
     checkpoint: str | None = None
     """A local checkpoint (safetensors, or a torch file loaded with ``weights_only``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Schedule used to train the teacher when no checkpoint is given."""
+    factory: str | None = None
+    """``path/to/file.py:function`` or ``package.module:function`` returning the teacher as an
+    ``nn.Module``, called with ``kwargs``, instead of a timm model: taken as trained (no training;
+    ``checkpoint`` loads into it when set), and recorded in the student's ``arch.json`` to rebuild its
+    architecture. It is code: it runs only with ``--allow-plugins`` (API: ``allow_plugins=True``)."""
 
 
 @dataclass

@@ -52,3 +52,11 @@ class FileFormatError(HantError):
 
 class PluginError(HantError):
     """A recipe or saved student names plugins (executed code) that the caller did not allow."""
+
+
+class ModelError(HantError):
+    """A user's model cannot serve as a teacher (its forward fails on the example input, it cannot be saved)."""
+
+
+class DataError(HantError):
+    """A user's data does not fit the model: a batch of the wrong shape, no labels where labels are needed."""

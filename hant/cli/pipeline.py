@@ -8,9 +8,10 @@ from ..config import Recipe, check_fields, load_recipe, recipe_from_dict, select
 from ..distributed import is_main
 from ..errors import ConfigError, RunDirError
 from ..io import read_json
-from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from ..pipeline import STAGE_ORDER, Context, RunDir
 from ..pipeline.dryrun import DryRunReport, dry_run
-from ..tracking import MODES, Tracker, resolve_mode
+from ..pipeline.tracked import run_tracked_stages
+from ..tracking import MODES, resolve_mode
 
 STAGE_HELP = {
     "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
@@ -98,16 +99,9 @@ def print_summary(run: RunDir) -> None:
 
 def run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False) -> None:
     """Run the stages up to ``upto`` with events printed and W&B tracking as the recipe says."""
-    w = recipe.wandb
-    ctx = Context(recipe, run, allow_plugins=allow_plugins)
-    mode = w.mode if is_main() else "off"
-    tracker = Tracker(mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
-    try:
-        run_stages(ctx, upto, force=force, on_event=print_event, tracker=tracker)
-    finally:
-        tracker.finish()
-    if tracker.mode != "off":
-        print(f"W&B run logged {tracker.mode} under {run.root / 'wandb'}", flush=True)
+    mode = run_tracked_stages(Context(recipe, run, allow_plugins=allow_plugins), upto, force, print_event)
+    if mode != "off":
+        print(f"W&B run logged {mode} under {run.root / 'wandb'}", flush=True)
 
 
 def print_dry_run(report: DryRunReport) -> None:
@@ -160,7 +154,7 @@ def add_plugin_argument(p: argparse.ArgumentParser) -> None:
     """``--allow-plugins``: without it, a recipe or student that names plugins is refused."""
     p.add_argument(
         "--allow-plugins", action="store_true",
-        help="import the recipe's zoo.plugins / the student's plugins (they are Python code that runs)",
+        help="run the code a recipe or student names: zoo.plugins, teacher.factory, data.factory (read it first)",
     )
 
 

@@ -1,4 +1,5 @@
-"""Prune plans of timm's blocks: which layers share each inner channel group.
+"""Prune plans of timm's blocks (and torchvision's ResNet blocks, which name their layers alike): which
+layers share each inner channel group.
 
 Registered on first use of ``pruning.prune_plans``; a class missing from the installed timm is
 skipped. Blocks whose group cannot shrink without changing their outer shape (depthwise-separable,
@@ -139,6 +140,8 @@ def _vit_block(block: nn.Module) -> list[PrunePlan]:
 _TIMM_PLANS: tuple[tuple[str, str, Callable[[nn.Module], list[PrunePlan]]], ...] = (
     ("timm.models.resnet", "BasicBlock", lambda b: [PrunePlan(out_convs=["conv1"], norms=["bn1"], in_convs=["conv2"])]),
     ("timm.models.resnet", "Bottleneck", _resnet_bottleneck),
+    ("torchvision.models.resnet", "BasicBlock", lambda b: [PrunePlan(out_convs=["conv1"], norms=["bn1"], in_convs=["conv2"])]),
+    ("torchvision.models.resnet", "Bottleneck", _resnet_bottleneck),
     ("timm.models.regnet", "Bottleneck", _regnet_bottleneck),
     ("timm.models._efficientnet_blocks", "InvertedResidual", _inverted_residual),
     ("timm.models._efficientnet_blocks", "EdgeResidual", _edge_residual),

@@ -4,6 +4,7 @@ Each returns a small summary dict that the runner stores in the stage's record.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -29,6 +30,7 @@ from ..progress import ProgressCounter
 from ..search import CHANGED, CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
+from ..user_data import check_split
 from ..weights import load_weights
 from .calibration_data import needs_calibration, run_precisions, task_calibration
 from .context import Context
@@ -45,10 +47,16 @@ def stage_teacher(ctx: Context) -> dict:
     cfg = ctx.recipe.teacher
     d = ctx.model_desc
     torch.manual_seed(ctx.recipe.seed)
-    model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
+    given = ctx.given_teacher
+    if given is not None:
+        model = copy.deepcopy(given)
+    else:
+        model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
     if cfg.checkpoint:
         load_weights(model, cfg.checkpoint)
         source = f"checkpoint {cfg.checkpoint}"
+    elif given is not None:
+        source = f"the module given or built by {cfg.factory}"
     elif cfg.pretrained:
         source = "timm pretrained weights"
     else:
@@ -80,9 +88,7 @@ def held_out_accuracy(ctx: Context, model: torch.nn.Module, val_accuracy: float)
 
 def stage_slots(ctx: Context) -> dict:
     """Find the teacher's replaceable blocks and their shapes."""
-    generator = torch.Generator().manual_seed(ctx.recipe.seed)
-    example = torch.randn(2, *ctx.input_shape, generator=generator)
-    slots = discover_slots(ctx.teacher, example, ctx.recipe.slots.patterns or None)
+    slots = discover_slots(ctx.teacher, ctx.example_input, ctx.recipe.slots.patterns or None)
     write_json(ctx.run.slots, slots_to_json(slots))
     return {"slots": len(slots)}
 
@@ -323,6 +329,8 @@ def stage_finetune(ctx: Context) -> dict:
     """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD;
     the better of the assembled and the fine-tuned student on validation is saved (``kept``)."""
     cfg = ctx.recipe.finetune
+    if ctx.user_data is not None:
+        check_split("train", ctx.train_loader(seed_offset=2), ctx.input_shape, labels=True)
     selection = read_json(ctx.run.selection)
     specs = _specs(ctx, selection["choices"])
     student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
