@@ -52,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         summary["artifact_latency_iqr_ms"] = [stat.q1_ms, stat.q3_ms]
         summary["latency_target"] = target.to_dict()
         accuracy = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
-        summary[f"artifact_{ctx.splits.test_split}_accuracy"] = accuracy
+        summary[f"artifact_{ctx.test_split}_accuracy"] = accuracy
     print(json.dumps(summary, indent=2))
     return 0
 

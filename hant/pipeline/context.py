@@ -85,6 +85,14 @@ class Context:
             log.warning(one_class_warning(self.recipe))
         return splits
 
+    @property
+    def test_split(self) -> str:
+        """The split accuracies are reported on: ``test`` when the data has one that no stage
+        selects on, else ``val`` (an ImageFolder without ``test/``, user data without a test split)."""
+        if self.user_data is not None:
+            return "val" if self.user_data.test is None else "test"
+        return self.splits.test_split
+
     @cached_property
     def _user_splits(self) -> UserData | None:
         if self._data is not None:

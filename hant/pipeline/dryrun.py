@@ -71,7 +71,8 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
     ctx = Context(without_plugins, RunDir(tempfile.gettempdir()), allow_plugins=allow_plugins)
     if ctx.user_data is not None:
         data = {"dataset": f"factory {recipe.data.factory}", "classes": ctx.num_classes,
-                **{n: _size(ctx.eval_loader(n)) for n in ("train", "val", "test")}}
+                **{n: _size(ctx.eval_loader(n)) for n in ("train", "val")},
+                "test": _size(ctx.eval_loader("test")) if ctx.test_split == "test" else None}
     else:
         splits = ctx.splits
         if splits.num_classes < 2:

@@ -80,8 +80,9 @@ def stage_teacher(ctx: Context) -> dict:
 
 def held_out_accuracy(ctx: Context, model: torch.nn.Module, val_accuracy: float) -> dict:
     """``val_accuracy``, and ``test_accuracy`` where the data has a test split no stage selects on (an
-    ImageFolder without ``test/`` has none: its accuracies are val ones and are called so)."""
-    if ctx.splits.test_split == "val":
+    ImageFolder without ``test/`` or user data without one has none: its accuracies are val ones and
+    are called so)."""
+    if ctx.test_split == "val":
         return {"val_accuracy": val_accuracy}
     return {"val_accuracy": val_accuracy, "test_accuracy": evaluate(model, ctx.eval_loader("test"))}
 
@@ -458,7 +459,7 @@ def stage_report(ctx: Context) -> dict:
     table = latency_table(ctx)
     test = ctx.eval_loader("test")
     torch_teacher_acc, torch_student_acc = evaluate(teacher, test), evaluate(student, test)
-    split = ctx.splits.test_split
+    split = ctx.test_split
     if not math.isclose(torch_student_acc, read_json(ctx.run.student_metrics)[f"{split}_accuracy"], abs_tol=1e-6):
         raise HantError("the reloaded student's accuracy differs from the fine-tuned one; the saved student is broken")
     teacher_acc = deployed_accuracy(ctx, teacher, PrecisionPlan(target.dtype), "teacher", images)
