@@ -15,12 +15,12 @@ from .config import Recipe, recipe_from_dict
 from .errors import ModelError
 from .io import read_json
 from .latency.target import LatencyTarget
-from .models import state_dict_misfit
 from .pipeline import Context, RunDir
 from .pipeline.tracked import run_tracked_stages
 from .student import load_student
 from .user_code import reference_of, resolve_factory
 from .user_data import UserData
+from .weights import state_dict_misfit
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from hant.io import read_json, save_tensors
 from hant.ops_zoo.pruning import prune_plans
 from hant.pipeline import STAGE_ORDER, STAGES, Context, RunDir
 from hant.pipeline.dryrun import dry_run
+from hant.pipeline.stages import held_out_accuracy
 from hant.pipeline.runner import is_current
 from hant.slots import discover_slots
 
@@ -128,6 +129,14 @@ def test_a_changed_model_or_data_reruns_what_it_feeds(api_run, teacher_and_data)
     fewer = DataLoader(torch.utils.data.Subset(val.dataset, range(100)), batch_size=128)
     ctx = _context(result.run_dir, model, train, fewer, test)
     assert not is_current(ctx, STAGES["teacher"]) and not is_current(ctx, STAGES["distill"])
+
+
+def test_without_a_test_split_accuracies_are_called_val(teacher_and_data, tmp_path):
+    model, (train, val, test) = teacher_and_data
+    assert _context(tmp_path, model, train, val, test).test_split == "test"
+    ctx = _context(tmp_path, model, train, val, None)
+    assert ctx.test_split == "val"
+    assert set(held_out_accuracy(ctx, model, 50.0)) == {"val_accuracy"}
 
 
 def test_a_recipe_with_teacher_and_data_factories_gives_the_same_selection(tmp_path, teacher_and_data, capsys):
