@@ -65,7 +65,13 @@ def optimize_recipe(target: LatencyTarget | dict, budget: float, factory: str, z
 
 def _check_factory(model: nn.Module, factory: str, kwargs: dict) -> None:
     """One clear error unless ``factory`` builds the architecture of ``model``."""
-    built = resolve_factory(factory)(**kwargs)
+    build = resolve_factory(factory)
+    try:
+        built = build(**kwargs)
+    except Exception as e:  # the caller's code: any failure is theirs to fix, said in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelError(f"factory {factory!r} failed ({type(e).__name__}: {first}); pass factory=, the function "
+                         "that builds the model's architecture") from e
     problem = state_dict_misfit(built, model.state_dict()) if isinstance(built, nn.Module) else f"it returned {type(built).__name__}"
     if problem:
         raise ModelError(f"factory {factory!r} does not build the given model's architecture ({problem}); pass the function that does")
@@ -79,7 +85,7 @@ def optimize(
     example_input: torch.Tensor,
     target: LatencyTarget | dict,
     budget: float,
-    factory: str | Callable[..., nn.Module],
+    factory: str | Callable[..., nn.Module] | None = None,
     test: Any = None,
     zoo: dict | None = None,
     run_dir: str | Path | None = None,
@@ -93,7 +99,8 @@ def optimize(
     alone for the layer-wise phase, but fine-tuning needs its labels. ``example_input`` is a batch the model
     takes. ``factory`` (a module-level function, or ``"file.py:function"``) builds the model's architecture:
     the saved student's ``arch.json`` names it, so ``load_student(..., allow_plugins=True)`` rebuilds the
-    student without the teacher's weights. ``zoo`` holds the recipe's zoo fields (``families``, ``plugins``,
+    student without the teacher's weights. Without it, the model's own class is the factory when calling it
+    without arguments builds the same architecture (checked; otherwise one error asks for ``factory``). ``zoo`` holds the recipe's zoo fields (``families``, ``plugins``,
     ``precisions``); ``stage_options`` any other recipe section by name (``slots={"patterns": [...]}`` names
     slots by module path; ``distill={"epochs": 1}``, ``wandb={"mode": "off"}``, ``seed=1``, ...).
 
@@ -101,13 +108,13 @@ def optimize(
     skips the finished stages, a changed model, data or setting re-runs those it affects. Code named in the
     arguments (the factory, zoo plugins) is the caller's own and runs without ``allow_plugins``.
     """
-    ref = reference_of(factory)
+    ref = reference_of(type(model) if factory is None else factory)
     recipe = optimize_recipe(target, budget, ref, zoo, stage_options)
     root = Path(run_dir) if run_dir is not None else Path(tempfile.gettempdir()) / "hant" / recipe.name
     ctx = Context(recipe, RunDir(root), allow_plugins=True, teacher=model, data=UserData(train, val, test),
                   example_input=example_input)
-    ctx.check_given()
     _check_factory(model, ref, recipe.teacher.kwargs)
+    ctx.check_given()
     run_tracked_stages(ctx, "report", force, _log_event)
     run = ctx.run
     return Result(load_student(run.student_dir, allow_plugins=True), read_json(run.report_json), run.root)

@@ -34,6 +34,7 @@ from hant.slots import discover_slots
 HERE = Path(__file__).resolve().parent
 FACTORY = f"{HERE / 'user_cnn.py'}:build"
 DATA_FACTORY = f"{HERE / 'user_cnn.py'}:make_splits"
+CLASS_FACTORY = "user_cnn:SmallResNet"  # what optimize takes as factory when given none
 EXAMPLE = torch.randn(2, 1, user_cnn.IMAGE_SIZE, user_cnn.IMAGE_SIZE)
 TARGET = {"batch_size": 8, "threads": 1}
 OPTIONS = {
@@ -53,9 +54,9 @@ def teacher_and_data():
 
 
 def _optimize(model, train, val, run_dir, **kwargs):
+    """hant.optimize without a factory: the model's class (SmallResNet, built without arguments) is one."""
     options = {**OPTIONS, **kwargs}
-    return hant.optimize(model, train, val, example_input=EXAMPLE, target=TARGET, budget=0.8, factory=FACTORY,
-                         run_dir=run_dir, **options)
+    return hant.optimize(model, train, val, example_input=EXAMPLE, target=TARGET, budget=0.8, run_dir=run_dir, **options)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_optimize_measures_the_student_within_budget_and_reports_accuracy(api_ru
     assert set(report["selection"]) == {f"blocks.{i}" for i in range(4)}, "the four torchvision BasicBlocks are the slots"
     assert isinstance(result.student, torch.nn.Module)
     arch = read_json(RunDir(result.run_dir).student_dir / "arch.json")
-    assert arch["model"]["source"] == "factory" and arch["model"]["factory"] == FACTORY
+    assert arch["model"]["source"] == "factory" and arch["model"]["factory"] == CLASS_FACTORY
 
 
 def test_student_reloads_in_a_fresh_process_without_the_teacher(api_run, tmp_path):
@@ -114,7 +115,7 @@ def test_a_second_call_skips_every_stage(api_run, teacher_and_data, caplog):
 
 
 def _context(run_dir, model, train, val, test) -> Context:
-    recipe = optimize_recipe(TARGET, 0.8, FACTORY, OPTIONS["zoo"], {k: v for k, v in OPTIONS.items() if k != "zoo"})
+    recipe = optimize_recipe(TARGET, 0.8, CLASS_FACTORY, OPTIONS["zoo"], {k: v for k, v in OPTIONS.items() if k != "zoo"})
     return Context(recipe, RunDir(run_dir), True, teacher=model, data=hant.UserData(train, val, test), example_input=EXAMPLE)
 
 
@@ -229,6 +230,14 @@ def test_a_factory_that_builds_another_architecture_is_one_line(teacher_and_data
     with pytest.raises(ModelError) as e:
         _optimize(model, train, val, tmp_path, teacher={"kwargs": {"widths": [8, 8, 8, 8]}})
     assert "does not build the given model's architecture" in _one_line(e)
+
+
+def test_a_model_whose_class_needs_arguments_asks_for_a_factory(teacher_and_data, tmp_path):
+    _, (train, val, _) = teacher_and_data
+    model = torchvision.models.resnet18(num_classes=10)
+    with pytest.raises(ModelError) as e:
+        hant.optimize(model, train, val, example_input=EXAMPLE, target=TARGET, budget=0.8, run_dir=tmp_path, **OPTIONS)
+    assert "torchvision.models.resnet:ResNet" in _one_line(e) and "pass factory=" in _one_line(e)
 
 
 def test_a_dry_run_runs_factories_only_when_allowed():
