@@ -52,3 +52,7 @@ class FileFormatError(HantError):
 
 class PluginError(HantError):
     """A recipe or saved student names plugins (executed code) that the caller did not allow."""
+
+
+class PruneError(HantError):
+    """A network, or part of it, that whole-network channel pruning cannot handle."""

@@ -105,7 +105,7 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     if arch.get("format") == PRUNED_FORMAT:
         from .prune.save import load_pruned
 
-        return load_pruned(path)
+        return load_pruned(path, allow_plugins=allow_plugins)
     if arch.get("format") != ARCH_FORMAT:
         raise HantError(f"{arch_file} has format {arch.get('format')!r}; this hant reads {ARCH_FORMAT!r}")
     plugins = arch.get("plugins") or []

@@ -10,7 +10,7 @@ from torch import nn
 from .apply import pruned_copy
 from .groups import GroupGraph, trace_groups
 
-__all__ = ["Pruned", "top_keeps"]
+__all__ = ["PruningState", "top_keeps"]
 
 
 def top_keeps(scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> dict[str, torch.Tensor]:
@@ -24,7 +24,7 @@ def top_keeps(scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> 
 
 
 @dataclass
-class Pruned:
+class PruningState:
     """The current network, traced on ``example`` with the teacher's slot paths."""
 
     model: nn.Module
@@ -32,15 +32,16 @@ class Pruned:
     slot_paths: list[str]
 
     def graph(self) -> GroupGraph:
-        return trace_groups(self.model, self.example, self.slot_paths)
+        """The current network's groups (traced without the cut check: the teacher's passed it)."""
+        return trace_groups(self.model, self.example.to(next(self.model.parameters()).device), self.slot_paths, check=False)
 
     def counts(self, names: list[str]) -> dict[str, int]:
         """Current channels of the named groups."""
         groups = self.graph().groups
         return {g: groups[g].width for g in names}
 
-    def cut(self, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> "Pruned":
+    def cut(self, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> "PruningState":
         """A copy keeping, per group, its ``counts`` highest-scoring channels."""
         graph = self.graph()
         model = pruned_copy(self.model, graph.groups, top_keeps(scores, counts))
-        return Pruned(model, self.example, self.slot_paths)
+        return PruningState(model, self.example, self.slot_paths)
