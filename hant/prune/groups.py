@@ -158,17 +158,17 @@ def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int])
     members, kinds, fixed = [], {}, ""
     for i, (dep, idxs) in enumerate(tp_group):
         target = dep.target.module
+        outputs = dg.is_out_channel_pruning_fn(dep.handler)
+        is_param = isinstance(target, nn.Parameter)
+        if outputs and not dep.target.outputs and not is_param:
+            fixed = fixed or "it feeds the network's output"
         path = names.get(id(target))
         if path is None:
             continue  # Torch-Pruning's own bookkeeping node (add, concat, reshape): nothing to cut
-        outputs = dg.is_out_channel_pruning_fn(dep.handler)
-        is_param = isinstance(target, nn.Parameter)
         members.append(Member(path, dep.handler, dep.target.pruning_dim, outputs, tuple(int(j) for j in idxs),
                               tuple(int(r) for r in tp_group[i].root_idxs), is_param))
         kind = "other" if is_param else _kind(target, outputs)
         kinds[path] = max(kind, kinds.get(path, "other"), key=_PRIORITY.index)
-        if outputs and not dep.target.outputs and not is_param:
-            fixed = fixed or "it feeds the network's output"
         if isinstance(target, nn.modules.conv._ConvNd) and 1 < target.groups < target.in_channels:
             fixed = fixed or f"it runs through the grouped convolution {path}"
     root = members[0]
