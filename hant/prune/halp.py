@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..distill.trainer import kd_loss
-from ..search import solve
+from ..errors import InfeasibleBudgetError
 from .importance import GradientImportance
 from .space import PruneSpace
 from .state import PruningState
@@ -109,9 +109,7 @@ def halp_prune(
         limits = state.counts(names)
 
         def build(b: float, state: PruningState = state, scores: dict = scores, limits: dict = limits) -> PruningState:
-            problem, _ = space.problem(scores, b, limits)
-            counts = space.decode(solve(problem).choices)
-            return state.cut(scores, counts)
+            return state.cut(scores, space.widths(scores, b, limits))
 
         if k == len(targets) - 1 and fit_last is not None:
             holder: dict[str, PruningState] = {}
@@ -123,7 +121,10 @@ def halp_prune(
             fit_last(build_model)
             state = holder["s"]
         else:
-            state = build(target)
+            try:
+                state = build(target)
+            except InfeasibleBudgetError:  # an early step's target below the narrowest network
+                state = state.cut(scores, space.min_counts(limits))
         counts = state.counts(names)
         sched.history.append({"step": k, "target_ms": target, "loss": loss, "predicted_ms": space.predict_ms(counts)})
         log.info("HALP step %d: target %.3f ms, predicted %.3f ms, loss %.4f", k, target, sched.history[-1]["predicted_ms"], loss)

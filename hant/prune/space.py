@@ -25,7 +25,8 @@ from torch import nn
 from ..latency import LatencyCache, LatencyTarget, SlotOptions, profile
 from ..latency.network import outside_slots
 from ..ops_zoo.pruning import pruned_width
-from ..search import CandidateCost, Problem, SlotChoices
+from ..errors import InfeasibleBudgetError, SearchError
+from ..search import CandidateCost, Problem, SlotChoices, solve
 from ..search.linking import Link, linked_problem
 from ..slots import Slot, structure_hash
 from .apply import first_channels, pruned_copy
@@ -237,6 +238,30 @@ class PruneSpace:
             cands = [CandidateCost(str(self.count(g, j)), 0.0, removed_importance(importance[g], self.count(g, j))) for j in opts]
             slots.append(SlotChoices(STREAM_PREFIX + g, tuple(cands)))
         return linked_problem(Problem(tuple(slots), budget_ms, 0.0), links), links
+
+    def min_counts(self, limits: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The narrowest network ``limits`` allow: every stream and every slot's inner width at its last option."""
+        limits = limits or {}
+        counts = {s: self.count(s, self.options(s, limits.get(s))[-1]) for s in self.streams()}
+        for slot in self.slots:
+            last = self.slot_candidates(slot, limits)[-1]
+            counts.update({g: last[g] for g in self.inner(slot)})
+        return counts
+
+    def widths(self, importance: Mapping[str, torch.Tensor], budget_ms: float,
+               limits: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Group → kept channels: the linked knapsack's answer at ``budget_ms``. Raises
+        :class:`InfeasibleBudgetError` (with the narrowest network's latency) below the narrowest
+        network; a budget at or barely above it that the program cannot meet (latencies measured not
+        quite monotone in width) gives the narrowest network."""
+        floor = self.min_counts(limits)
+        floor_ms = self.predict_ms(floor)
+        if budget_ms < floor_ms:
+            raise InfeasibleBudgetError(budget_ms, floor_ms)
+        try:
+            return self.decode(solve(self.problem(importance, budget_ms, limits)[0]).choices)
+        except SearchError:
+            return floor
 
     def decode(self, choices: Mapping[str, str]) -> dict[str, int]:
         """Group → kept channels from a selection of :meth:`problem`."""
