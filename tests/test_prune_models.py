@@ -32,6 +32,7 @@ MODELS = {
     "mobilenetv2_035": ({}, None),
     "mobilenetv3_small_050": ({}, None),
     "regnetx_002": ({}, None),
+    "resnext50_32x4d": ({"layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128), "cardinality": 4, "base_width": 16}, None),
     "test_vit": ({"img_size": 16}, None),
     "densenet121": ({"block_config": (2, 2), "growth_rate": 8}, ["features.denseblock*"]),
     "prune_test_flatten": ({}, ["blocks.*"]),
@@ -73,7 +74,7 @@ def test_cut_network_runs_with_the_predicted_shapes(name: str) -> None:
     scores = lamp_filter_scores(model, graph.groups.values())
     counts = splamp_counts(space, scores, 0.6 * space.predicted_teacher_ms)
     assert any(counts[g] < graph.groups[g].width for g in counts), "something was pruned"
-    cut = pruned_copy(model, graph.groups, top_keeps(scores, counts)).eval()
+    cut = pruned_copy(model, graph.groups, top_keeps(scores, counts, {g: graph.groups[g].unit for g in counts})).eval()
     got = slot_shapes(cut, slots, x)
     assert got["output"] == (2, 10)
     for s in slots:
@@ -85,20 +86,28 @@ def test_cut_network_runs_with_the_predicted_shapes(name: str) -> None:
     assert space.predict_ms(counts) <= 0.6 * space.predicted_teacher_ms
 
 
-def test_frozen_groups_say_why() -> None:
-    """Concatenations with more streams than a slot's widths enumerate, grouped convolutions and
-    attention heads are kept whole, each with its reason; the rest of the network is still pruned."""
-    load_plugins([PLUGIN])
+def _graph(name: str):
+    kwargs, patterns = MODELS[name]
+    model = timm.create_model(name, num_classes=10, in_chans=1, **kwargs).eval()
     x = torch.randn(2, 1, 16, 16)
-    reasons = {}
-    for name in ("densenet121", "regnetx_002", "test_vit"):
-        kwargs, patterns = MODELS[name]
-        model = timm.create_model(name, num_classes=10, in_chans=1, **kwargs).eval()
-        graph = trace_groups(model, x, [s.path for s in discover_slots(model, x, patterns)])
-        reasons[name] = " | ".join(graph.frozen().values())
+    return trace_groups(model, x, [s.path for s in discover_slots(model, x, patterns)])
+
+
+def test_frozen_groups_say_why() -> None:
+    """Concatenations with more streams than a slot's widths enumerate and attention heads are kept
+    whole, each with its reason; the rest of the network is still pruned."""
+    load_plugins([PLUGIN])
+    reasons = {name: " | ".join(_graph(name).frozen().values()) for name in ("densenet121", "test_vit")}
     assert "a concatenation" in reasons["densenet121"]
-    assert "grouped convolution" in reasons["regnetx_002"]
     assert "breaks the forward pass" in reasons["test_vit"]  # qkv: heads of a fixed size
+
+
+def test_grouped_convolutions_drop_whole_groups() -> None:
+    """RegNet's grouped 3x3 passes its group through, kept in whole convolution groups."""
+    graph = _graph("regnetx_002")
+    grouped = [g for g in graph.groups.values() if g.unit > 1]
+    assert grouped and not any(g.fixed for g in grouped)
+    assert all(any(graph.groups[g.name].kinds[p] == "depthwise" for p in g.paths) for g in grouped)
 
 
 def test_flatten_into_linear_cuts_the_expanded_features() -> None:

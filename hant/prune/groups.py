@@ -7,8 +7,10 @@ concatenations, splits and reshapes (a flatten before a linear layer), each with
 channel has in that layer. A :class:`ChannelGroup` holds one such set, rooted at its first
 producing layer.
 
+A grouped convolution whose input and output are one group (ResNeXt, RegNet) passes it through,
+as a depthwise one does, in whole convolution groups: such a group's ``unit`` is the channels of one.
 A group cannot be pruned (``fixed``, with the ``reason``) when it feeds the network's output, runs
-through a grouped convolution, lies outside every slot, meets a slot together with more streams
+through another grouped convolution, lies outside every slot, meets a slot together with more streams
 than the width program enumerates, or when cutting it alone breaks the forward pass or changes the
 network's output shape (a layer type whose coupling Torch-Pruning does not know, attention heads).
 
@@ -18,6 +20,7 @@ slots (a ResNet stage's residual width, the output of a stage of MBConv blocks) 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -30,7 +33,7 @@ from ..errors import PruneError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelGroup", "GroupGraph", "Member", "trace_groups"]
+__all__ = ["ChannelGroup", "GroupGraph", "Member", "block_groups", "check_prunable", "trace_groups"]
 
 MAX_SLOT_STREAMS = 2
 """Streams one slot may meet: a slot's candidates enumerate every combination of their widths."""
@@ -66,6 +69,8 @@ class ChannelGroup:
     members: list[Member] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
     """Member path -> ``producer``, ``consumer``, ``norm``, ``depthwise`` or ``other``."""
+    unit: int = 1
+    """Channels kept or dropped together (those of one group of a grouped convolution)."""
     fixed: bool = False
     """True when the group cannot be pruned (``reason`` says why)."""
     reason: str = ""
@@ -134,6 +139,58 @@ class GroupGraph:
         return {g.name: g.reason for g in self.groups.values() if g.fixed}
 
 
+class _GroupedConv(nn.Conv2d):
+    """The class a grouped convolution with as many inputs as outputs wears while it is traced, so
+    that Torch-Pruning couples its input and output channels through :class:`_GroupedConvPruner`."""
+
+
+class _GroupedConvPruner(tp.pruner.function.ConvPruner):
+    """Drops whole convolution groups of a grouped convolution (input and output channels at once)."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs) -> nn.Module:
+        unit = layer.out_channels // layer.groups
+        keep = sorted(set(range(layer.out_channels)) - {int(i) for i in idxs})
+        if len(keep) % unit or any(keep[i] % unit != i % unit for i in range(len(keep))):
+            raise PruneError(f"a grouped convolution keeps whole groups of {unit} channels, not {len(keep)} of them")
+        index = torch.tensor(keep, device=layer.weight.device)
+        layer.weight = nn.Parameter(layer.weight.detach().index_select(0, index), requires_grad=layer.weight.requires_grad)
+        if layer.bias is not None:
+            layer.bias = nn.Parameter(layer.bias.detach().index_select(0, index), requires_grad=layer.bias.requires_grad)
+        layer.out_channels = layer.in_channels = len(keep)
+        layer.groups = len(keep) // unit
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+
+_GROUPED_PRUNER = _GroupedConvPruner()
+
+
+def _is_grouped(m: nn.Module) -> bool:
+    return type(m) is nn.Conv2d and 1 < m.groups < m.in_channels and m.in_channels == m.out_channels
+
+
+def _torch_pruning_groups(model: nn.Module, example: torch.Tensor) -> tuple[tp.DependencyGraph, list]:
+    """Torch-Pruning's dependency graph of ``model`` and its groups (full indices), traced in eval mode."""
+    grouped = [m for m in model.modules() if _is_grouped(m)]
+    was_training = model.training
+    model.eval()
+    for m in grouped:
+        m.__class__ = _GroupedConv
+    try:
+        with torch.enable_grad():
+            dg = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, verbose=False, customized_pruners={_GroupedConv: _GROUPED_PRUNER}
+            )
+        return dg, list(dg.get_all_groups())
+    except Exception as e:  # autograd tracing fails in many ways on exotic forward passes
+        raise PruneError(f"Torch-Pruning cannot trace {type(model).__name__} for channel pruning: {e}") from e
+    finally:
+        for m in grouped:
+            m.__class__ = nn.Conv2d
+        model.train(was_training)
+
+
 def _inside(path: str, slot: str) -> bool:
     return path == slot or path.startswith(slot + ".")
 
@@ -144,8 +201,8 @@ def _slot_of(path: str, slot_paths: list[str]) -> str | None:
 
 def _kind(layer: object, outputs: bool) -> str:
     if isinstance(layer, nn.modules.conv._ConvNd):
-        if layer.groups == layer.out_channels and layer.groups > 1:
-            return "depthwise"
+        if (layer.groups == layer.out_channels and layer.groups > 1) or _is_grouped(layer):
+            return "depthwise"  # passes the group through, input and output channels at once
         return "producer" if outputs else "consumer"
     if isinstance(layer, nn.Linear):
         return "producer" if outputs else "consumer"
@@ -155,7 +212,7 @@ def _kind(layer: object, outputs: bool) -> str:
 
 
 def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int]) -> ChannelGroup:
-    members, kinds, fixed = [], {}, ""
+    members, kinds, fixed, unit = [], {}, "", 1
     for i, (dep, idxs) in enumerate(tp_group):
         target = dep.target.module
         outputs = dg.is_out_channel_pruning_fn(dep.handler)
@@ -170,10 +227,13 @@ def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int])
         kind = "other" if is_param else _kind(target, outputs)
         kinds[path] = max(kind, kinds.get(path, "other"), key=_PRIORITY.index)
         if isinstance(target, nn.modules.conv._ConvNd) and 1 < target.groups < target.in_channels:
-            fixed = fixed or f"it runs through the grouped convolution {path}"
+            if _is_grouped(target) or type(target) is _GroupedConv:
+                unit = math.lcm(unit, target.out_channels // target.groups)
+            else:
+                fixed = fixed or f"it runs through the grouped convolution {path}"
     root = members[0]
     name = min((m.path for m in members if kinds[m.path] == "producer"), key=order.__getitem__, default=root.path)
-    g = ChannelGroup(name, len(set(root.root)), members, dict(sorted(kinds.items(), key=lambda kv: order.get(kv[0], -1))))
+    g = ChannelGroup(name, len(set(root.root)), members, dict(sorted(kinds.items(), key=lambda kv: order.get(kv[0], -1))), unit)
     if fixed:
         g.freeze(fixed)
     return g
@@ -185,21 +245,13 @@ def trace_groups(model: nn.Module, example: torch.Tensor, slot_paths: list[str],
     With ``check``, every group is cut to half its width once and the network run: a group whose cut
     breaks the forward pass or changes the output's shape is frozen, with the error as its reason.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
-    except Exception as e:  # autograd tracing fails in many ways on exotic forward passes
-        raise PruneError(f"Torch-Pruning cannot trace {type(model).__name__} for channel pruning: {e}") from e
-    finally:
-        model.train(was_training)
+    dg, tp_groups = _torch_pruning_groups(model, example)
     names = {id(m): p for p, m in model.named_modules()}
     names.update({id(p): n for n, p in model.named_parameters()})
     order = {p: i for i, (p, _) in enumerate(model.named_modules())}
     order.update({n: len(order) + i for i, (n, _) in enumerate(model.named_parameters())})
     groups: dict[str, ChannelGroup] = {}
-    for tp_group in dg.get_all_groups():
+    for tp_group in tp_groups:
         g = _group(dg, tp_group, names, order)
         groups.setdefault(g.name, g)
     groups = dict(sorted(groups.items(), key=lambda kv: order[kv[0]]))  # network order, as the layers are defined
@@ -246,7 +298,7 @@ def _check_cuts(model: nn.Module, example: torch.Tensor, graph: GroupGraph) -> N
         want = model.eval()(example).shape
 
     def failure(names: list[str]) -> str | None:
-        halves = first_channels({n: max(1, live[n].width // 2) for n in names})
+        halves = first_channels({n: max(live[n].unit, live[n].width // 2 // live[n].unit * live[n].unit) for n in names})
         try:
             with torch.no_grad():
                 got = pruned_copy(model, graph.groups, halves).eval()(example).shape

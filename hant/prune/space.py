@@ -69,7 +69,8 @@ class PruneSpace:
     # -- widths -------------------------------------------------------------------------------
     def count(self, group: str, j: int) -> int:
         """Channels of ``group`` at fraction index ``j``."""
-        return pruned_width(self.graph.groups[group].width, self.fractions[j], self.divisor)
+        g = self.graph.groups[group]
+        return pruned_width(g.width, self.fractions[j], math.lcm(self.divisor, g.unit))
 
     def streams(self) -> list[str]:
         return [g.name for g in self.graph.streams()]

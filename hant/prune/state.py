@@ -7,20 +7,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..ops_zoo.pruning import select_keep
 from .apply import pruned_copy
 from .groups import GroupGraph, trace_groups
 
 __all__ = ["PruningState", "top_keeps"]
 
 
-def top_keeps(scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> dict[str, torch.Tensor]:
-    """Per group, the sorted indices of its ``counts[g]`` highest-scoring channels (groups already
-    at that width are left out)."""
-    return {
-        g: torch.sort(torch.topk(scores[g], n).indices).values
-        for g, n in counts.items()
-        if n < scores[g].numel()
-    }
+def top_keeps(scores: Mapping[str, torch.Tensor], counts: Mapping[str, int],
+              units: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Per group, the sorted indices of its ``counts[g]`` highest-scoring channels, taken in whole
+    ``units[g]`` (groups already at that width are left out)."""
+    units = units or {}
+    return {g: select_keep(scores[g], n, units.get(g, 1)) for g, n in counts.items() if n < scores[g].numel()}
 
 
 @dataclass
@@ -43,5 +42,6 @@ class PruningState:
     def cut(self, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> "PruningState":
         """A copy keeping, per group, its ``counts`` highest-scoring channels."""
         graph = self.graph()
-        model = pruned_copy(self.model, graph.groups, top_keeps(scores, counts))
+        units = {g: graph.groups[g].unit for g in counts}
+        model = pruned_copy(self.model, graph.groups, top_keeps(scores, counts, units))
         return PruningState(model, self.example, self.slot_paths)
