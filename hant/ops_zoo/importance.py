@@ -1,4 +1,6 @@
-"""Channel importance criteria for pruning: L1 and LAMP from weights, first-order Taylor from data.
+"""Importance of the channels of a transformer block's prune plans (MLP hidden units, attention
+heads): the criteria of :mod:`hant.prune.importance` (L1, LAMP; first-order Taylor from data) read
+through a plan's layers, where a group is a head and Torch-Pruning's graph does not apply.
 
 Every criterion scores the channels of one prune plan's group (higher = keep). The weight
 criteria read the layers that produce the group (``plan.out_convs``); where a layer stacks
@@ -12,57 +14,42 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from torch import nn
 
+from ..prune.importance import WEIGHT_CRITERIA
 from .prune_ops import channel_dim
 
 if TYPE_CHECKING:
     from .pruning import PrunePlan
 
-IMPORTANCES = ("l1", "lamp", "taylor")
+IMPORTANCES = ("l1", "l2", "lamp", "taylor")
 """Every criterion a pruned candidate may name; ``taylor`` needs a batch of slot data."""
 
 
-def _per_channel(weight_scores: torch.Tensor, width: int) -> torch.Tensor:
-    """Sum per-weight scores (rows = output channels, maybe stacked copies) to one per channel."""
-    rows = weight_scores.flatten(1).sum(1)
-    return rows.view(-1, width).sum(0) if rows.numel() != width else rows
+def _per_channel(row_scores: torch.Tensor, width: int) -> torch.Tensor:
+    """One score per output row (maybe stacked copies of the group) summed to one per channel."""
+    return row_scores.view(-1, width).sum(0) if row_scores.numel() != width else row_scores
+
+
+def _plan_scores(block: nn.Module, plan: "PrunePlan", criterion: str) -> torch.Tensor:
+    from .pruning import block_width
+
+    width = block_width(block, plan)
+    return sum(_per_channel(WEIGHT_CRITERIA[criterion](block.get_submodule(p)), width) for p in plan.out_convs)
 
 
 def l1_importance(block: nn.Module, plan: "PrunePlan") -> torch.Tensor:
     """Per-channel importance: L1 norm of the filters that produce the channel."""
-    from .pruning import block_width
-
-    width = block_width(block, plan)
-    return sum(_per_channel(block.get_submodule(p).weight.detach().abs().float(), width) for p in plan.out_convs)
-
-
-def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
-    """LAMP score of every weight (Lee et al., 2021): its squared magnitude over the sum of the
-    squared magnitudes of all weights of the layer that are at least as large.
-
-    The per-layer normalisation makes scores of different layers comparable; within a layer
-    the order is that of the magnitudes, but the largest weights score far above the rest.
-    """
-    sq = weight.detach().float().pow(2).flatten()
-    order = torch.argsort(sq)
-    sorted_sq = sq[order]
-    # suffix sums: for the u-th smallest weight, the energy of it and every larger one
-    tail = torch.flip(torch.cumsum(torch.flip(sorted_sq, [0]), 0), [0])
-    scores = torch.empty_like(sq)
-    scores[order] = sorted_sq / tail.clamp_min(1e-30)
-    return scores.view_as(weight)
+    return _plan_scores(block, plan, "l1")
 
 
 def lamp_importance(block: nn.Module, plan: "PrunePlan") -> torch.Tensor:
-    """Per-channel importance: the sum of the LAMP scores of the weights that produce the channel,
-    each producing layer normalised on its own."""
-    from .pruning import block_width
-
-    width = block_width(block, plan)
-    return sum(_per_channel(lamp_scores(block.get_submodule(p).weight), width) for p in plan.out_convs)
+    """Per-channel importance: the LAMP score of the channel's filter norm within each producing
+    layer (as SP-LAMP scores filters), summed over the producing layers."""
+    return _plan_scores(block, plan, "lamp")
 
 
 WEIGHT_IMPORTANCE: dict[str, Callable[[nn.Module, "PrunePlan"], torch.Tensor]] = {
     "l1": l1_importance,
+    "l2": lambda block, plan: _plan_scores(block, plan, "l2"),
     "lamp": lamp_importance,
 }
 

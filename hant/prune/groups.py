@@ -192,7 +192,7 @@ def _torch_pruning_groups(model: nn.Module, example: torch.Tensor) -> tuple[tp.D
 
 
 def _inside(path: str, slot: str) -> bool:
-    return path == slot or path.startswith(slot + ".")
+    return path == slot or path.startswith(slot + ".") or slot == ""  # "": the traced module itself
 
 
 def _slot_of(path: str, slot_paths: list[str]) -> str | None:
@@ -312,7 +312,7 @@ def _check_cuts(model: nn.Module, example: torch.Tensor, graph: GroupGraph) -> N
         why = failure([name])
         if why is not None:
             graph.groups[name].freeze(why)
-            log.warning("channel group %s is not pruned: %s", name, why)
+            log.info("channel group %s is not pruned: %s", name, why)
 
 
 def _layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:

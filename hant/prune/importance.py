@@ -17,10 +17,29 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from ..ops_zoo.importance import lamp_scores
 from .groups import ChannelGroup
 
-__all__ = ["GRADIENT_CRITERIA", "WEIGHT_CRITERIA", "GradientImportance", "lamp_filter_scores", "weight_importance"]
+__all__ = [
+    "CRITERIA", "GRADIENT_CRITERIA", "WEIGHT_CRITERIA", "GradientImportance", "lamp_filter_scores", "lamp_scores",
+    "output_taylor_importance", "weight_importance",
+]
+
+
+def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP score of every weight (Lee et al., 2021): its squared magnitude over the sum of the
+    squared magnitudes of all weights of the layer that are at least as large.
+
+    The per-layer normalisation makes scores of different layers comparable; within a layer
+    the order is that of the magnitudes, but the largest weights score far above the rest.
+    """
+    sq = weight.detach().float().pow(2).flatten()
+    order = torch.argsort(sq)
+    sorted_sq = sq[order]
+    # suffix sums: for the u-th smallest weight, the energy of it and every larger one
+    tail = torch.flip(torch.cumsum(torch.flip(sorted_sq, [0]), 0), [0])
+    scores = torch.empty_like(sq)
+    scores[order] = sorted_sq / tail.clamp_min(1e-30)
+    return scores.view_as(weight)
 
 
 def _scatter(g: ChannelGroup, kinds: tuple[str, ...], per_channel: Callable[[nn.Module], torch.Tensor | None],
@@ -74,6 +93,8 @@ def _taylor(names: tuple[str, ...]) -> Callable[[nn.Module], torch.Tensor | None
 
 
 GRADIENT_CRITERIA = ("bn_taylor", "taylor")
+CRITERIA = (*WEIGHT_CRITERIA, *GRADIENT_CRITERIA)
+"""Every criterion of this module: from weights, then from gradients over training."""
 
 
 class GradientImportance:
@@ -108,3 +129,49 @@ class GradientImportance:
         """Per group, the mean importance of each channel over the updates so far."""
         n = max(1, self.steps)
         return {name: t / n for name, t in self.total.items()}
+
+
+def output_taylor_importance(block: nn.Module, groups: Iterable[ChannelGroup], x: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """First-order Taylor importance of each group's channels on one batch of a block's data.
+
+    Slot data has no task loss, and the distillation loss is zero at the teacher, so its gradient
+    is too; the objective is instead ``<y, target>``, whose gradient at the block's output is the
+    target itself (the first-order change of the output energy). A channel's activation ``a`` is
+    the input of the group's last consumer layer (dropping the channel zeroes it there); per sample,
+    ``s = sum(a * dL/da)`` over the channel's positions, and the score is ``sum(s**2)`` over samples
+    (Molchanov et al., 2019). The block's weights and gradients are not touched.
+    """
+    groups = [g for g in groups if not g.fixed and g.consumers]
+    members = {g.name: next(m for m in reversed(g.members) if not m.outputs and m.path == g.consumers[-1]) for g in groups}
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+    for g in groups:
+        def pre_hook(module: nn.Module, args: tuple, name: str = g.name) -> None:
+            acts[name] = args[0]
+
+        handles.append(block.get_submodule(members[g.name].path).register_forward_pre_hook(pre_hook))
+    was_training = block.training
+    block.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            y = block(x.detach().clone().requires_grad_(True))
+            names = [g.name for g in groups]
+            grads = torch.autograd.grad(y, [acts[n] for n in names], grad_outputs=target.detach().clone().to(y.dtype),
+                                        allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+        block.train(was_training)
+    out = {}
+    for g, grad in zip(groups, grads):
+        m, a = members[g.name], acts[g.name].detach()
+        if grad is None:
+            out[g.name] = torch.zeros(g.width)
+            continue
+        dim = -1 if isinstance(block.get_submodule(m.path), nn.Linear) else 1
+        prod = (a * grad).movedim(dim, -1)
+        per_feature = prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1).float().cpu()
+        per_channel = torch.zeros(per_feature.shape[0], g.width).index_add_(1, torch.tensor(m.root), per_feature[:, list(m.local)])
+        out[g.name] = per_channel.pow(2).sum(0)
+    return out
