@@ -134,3 +134,25 @@ def test_bn_taylor_averages_over_updates(resnet) -> None:
 
 def test_halp_targets_fall_linearly_to_the_budget() -> None:
     assert step_targets(10.0, 4.0, 3) == pytest.approx([8.0, 6.0, 4.0])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
+def test_halp_trains_on_the_given_device(resnet, device: str) -> None:
+    """Every training step of HALP runs on ``device`` (the KD teacher there too, or the step would
+    fail); the pruned network comes back on the CPU, narrower than the teacher."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hant.prune.halp import HalpSchedule, halp_prune
+
+    model, x, slots, graph = resnet
+    teacher = copy.deepcopy(model)
+    seen: set[str] = set()
+    teacher.conv1.register_forward_pre_hook(lambda m, args: seen.add(args[0].device.type) if m.training else None)
+    space = macs_space(teacher, x, slots, graph)
+    data = TensorDataset(torch.randn(16, 1, 32, 32), torch.randint(0, 10, (16,)))
+    budget = 0.5 * space.predicted_teacher_ms
+    pruned = halp_prune(teacher, space, x, DataLoader(data, batch_size=8), budget, HalpSchedule(steps=2), device=device)
+    assert seen == {device}
+    assert next(pruned.parameters()).device.type == "cpu" and pruned(x).shape == (2, 10)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
