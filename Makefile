@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hant-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: install
 test: install
 	$(BIN)/python -m hant.kernels
 	$(BIN)/python -m pytest -q
+
+# The SIGKILL matrix: every stage and training loop killed at random points, resumed, compared.
+faults: install
+	$(BIN)/python -m hant.kernels
+	$(BIN)/python -m pytest -q -m slow tests/faults
 
 clean:
 	rm -rf runs .pytest_cache

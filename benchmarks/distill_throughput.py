@@ -257,7 +257,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
             job.start_epoch, job.failed = 0, None
-        epoch_s = _timed(lambda: layerwise._train_chunk(teacher, jobs, stream, cfg, Path(tmp), "bench", "epoch"), device)
+        epoch_s = _timed(lambda: layerwise.train_chunk(teacher, jobs, stream, cfg, Path(tmp), "bench", "epoch"), device)
 
     med_phase, med_alone = statistics.median(phase), statistics.median(alone_sum)
     result = {

@@ -6,7 +6,7 @@ Builds ``--students`` students of ``--model`` (random weights) in one of two reg
   such students sit at 0.7-1.0x the teacher;
 * ``--region search``: the students the integer program returns, one per draw of a budget uniform
   in ``--budgets`` (fractions of the teacher the table predicts, 0.25-0.6 by default) and of
-  perturbed scores (``hant.search.instances.realistic``'s model: a candidate at ``u`` times its
+  perturbed scores (``tests/search_instances.py``, ``realistic``'s model: a candidate at ``u`` times its
   slot's keep latency scores ``a (1.1 - u)^p exp(N(0, --score-noise))``), over ``--options-per-slot``
   candidates per slot (keep and a seeded random draw of the rest), so that profiling them all
   takes minutes rather than the hours the whole zoo would.

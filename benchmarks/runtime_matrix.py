@@ -119,7 +119,7 @@ def main() -> None:
                                              row["calibration"])
                     accuracy[key] = evaluate(scored, row["test"], torch.device("cpu"))
             print(f"built {row['name']}", file=sys.stderr, flush=True)
-        stats = time_runners(runners, rel_precision=args.rel_precision, time_budget_s=args.time_budget)
+        stats = time_runners(runners, args.threads, rel_precision=args.rel_precision, time_budget_s=args.time_budget)
     labels = [c[0] for c in columns]
     print(f"Device: {describe_fingerprint(device_fingerprint(LatencyTarget(backend='openvino', threads=args.threads)))}")
     print()

@@ -5,7 +5,7 @@ model building and the solver), after one warm-up solve per backend so the one-t
 not counted. Each family is solved on 5 instances (seeds 0-4) with budgets at 30, 40, 50, 60 and 70 %
 of the way from the fastest selection to the all-keep one; the median of those 5 times is reported.
 
-Families (see ``hant.search.instances``): ``realistic`` (score falls as latency rises, with noise),
+Families (see ``tests/search_instances.py``): ``realistic`` (score falls as latency rises, with noise),
 ``uniform`` (latency and score independent), and ``pruning`` (channel pruning only: every width of
 60 layers of 64-512 channels, latency a staircase in groups of 32 channels).
 
@@ -20,9 +20,15 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from hant.search import BACKENDS, instances, solve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import search_instances as instances  # noqa: E402
+
+from hant.search import BACKENDS, solve  # noqa: E402
 
 FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)
 FAMILIES = {

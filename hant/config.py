@@ -1,61 +1,121 @@
-"""Recipes: YAML into typed dataclasses. Every field has a default; an unknown key is an error naming it."""
+"""Recipes: YAML into typed dataclasses. Every field has a default and a docstring; an unknown key,
+a value outside a field's choices (a ``Literal`` type) or outside its range (:func:`ranged`) is an
+error naming the key and what it allows, raised when the recipe loads. ``python -m hant.config``
+writes the reference of every field (docs/recipe_reference.md)."""
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .amp import AmpMode
 from .deploy.plan import PrecisionPlan
+from .distill.losses import FeatureLoss
 from .errors import ConfigError, DeployError
 from .latency.network import CALIBRATION_NETWORKS, CALIBRATION_TIME_S
 from .latency.target import DTYPES, LatencyTarget
-from .recipe_checks import check_recipe
+from .search.solve import SearchBackend
+from .tracking import WandbMode
 
 log = logging.getLogger(__name__)
+
+Dataset = Literal["digits", "digits_hard", "imagefolder"]
+DistillScore = Literal["nmse", "swap_kl"]
+PruneMethod = Literal["halp", "splamp"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field (or each item of a list field) allows: above or from ``low``, below
+    or up to ``high`` (``None``: unbounded on that side); never NaN or infinite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        """``> 0``, ``>= 1`` or ``in (0, 1]``."""
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+def ranged(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose value (each item, for a list) must lie in a :class:`Range`."""
+    metadata = {"range": Range(low, high, low_open, high_open)}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def positive(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A field that must be above zero."""
+    return ranged(default, low=0, low_open=True, **kwargs)
+
+
+def at_least(low: float, default: Any) -> Any:
+    """A field that must be ``low`` or more."""
+    return ranged(default, low=low)
 
 
 @dataclass
 class DataConfig:
     """Where images come from and how they are batched."""
 
-    dataset: str = "digits"
+    dataset: Dataset = "digits"
     """``digits`` (scikit-learn's handwritten digits, embedded), ``digits_hard`` (the same, rotated,
     scaled and noisy) or ``imagefolder``."""
     root: str | None = None
     """ImageFolder root holding ``train/`` and ``val/`` (and optionally ``test/``) class folders."""
-    image_size: int = 32
+    image_size: int = at_least(1, 32)
     """Side of the square images fed to the network."""
-    batch_size: int = 64
+    batch_size: int = at_least(1, 64)
     """Training and evaluation batch size."""
-    workers: int = 0
+    workers: int = at_least(0, 0)
     """DataLoader worker processes."""
     augment: bool = True
     """Random shifts (digits) or random resized crops and flips (ImageFolder) while training."""
+    factory: str | None = None
+    """``path/to/file.py:function`` or ``package.module:function`` returning the user's own splits:
+    ``(train, val[, test])`` or a dict of them, each a DataLoader or Dataset of ``(input, label)``;
+    when set, ``dataset``, ``root`` and ``image_size`` are not used. It is code: it runs only with
+    ``--allow-plugins`` (API: ``allow_plugins=True``)."""
 
 
 @dataclass
 class TrainConfig:
     """An SGD training schedule (teacher training and end-to-end fine-tuning)."""
 
-    epochs: int = 15
+    epochs: int = at_least(0, 15)
     """Passes over the training split."""
-    lr: float = 0.05
+    lr: float = positive(0.05)
     """Peak learning rate of the cosine schedule."""
-    weight_decay: float = 5e-4
+    weight_decay: float = at_least(0, 5e-4)
     """Decoupled weight decay."""
     optimizer: str = "sgd"
     """Any optimizer name timm's ``create_optimizer_v2`` knows."""
-    warmup_epochs: int = 1
+    warmup_epochs: int = at_least(0, 1)
     """Linear warm-up epochs before the cosine decay."""
-    label_smoothing: float = 0.0
+    label_smoothing: float = ranged(0.0, low=0, high=1, high_open=True)
     """Label smoothing of the cross-entropy term."""
-    ema_decay: float = 0.0
+    ema_decay: float = ranged(0.0, low=0, high=1, high_open=True)
     """Decay of an exponential moving average of the weights (timm ModelEmaV3); 0 turns it off."""
     amp: bool | AmpMode = True
     """Mixed precision: ``gpu`` or ``true`` (bfloat16, else float16, autocast on a GPU only), ``bf16``
@@ -69,13 +129,18 @@ class TeacherConfig:
     model: str = "resnet18"
     """A timm model name."""
     kwargs: dict = field(default_factory=dict)
-    """Extra keyword arguments for ``timm.create_model`` (e.g. ``replace_stem_pool``)."""
+    """Extra keyword arguments for ``timm.create_model`` (e.g. ``replace_stem_pool``), or for ``factory``."""
     pretrained: bool = False
     """Load timm's pretrained weights (needs them in the local cache or network access)."""
     checkpoint: str | None = None
     """A local checkpoint (safetensors, or a torch file loaded with ``weights_only``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Schedule used to train the teacher when no checkpoint is given."""
+    factory: str | None = None
+    """``path/to/file.py:function`` or ``package.module:function`` returning the teacher as an
+    ``nn.Module``, called with ``kwargs``, instead of a timm model: taken as trained (no training;
+    ``checkpoint`` loads into it when set), and recorded in the student's ``arch.json`` to rebuild its
+    architecture. It is code: it runs only with ``--allow-plugins`` (API: ``allow_plugins=True``)."""
 
 
 @dataclass
@@ -109,14 +174,14 @@ class ZooConfig:
 class ProfileConfig:
     """How precisely latencies are measured."""
 
-    rel_precision: float = 0.02
+    rel_precision: float = positive(0.02)
     """Stop once each median is known to this relative precision (95% confidence)."""
-    time_budget_s: float = 60.0
+    time_budget_s: float = positive(60.0)
     """Cap on the seconds spent measuring one batch of candidates."""
-    calibration_networks: int = CALIBRATION_NETWORKS
+    calibration_networks: int = at_least(1, CALIBRATION_NETWORKS)
     """Random students measured end to end (besides the teacher) to calibrate the whole-network
     prediction; at least 1."""
-    calibration_time_s: float = CALIBRATION_TIME_S
+    calibration_time_s: float = at_least(0, CALIBRATION_TIME_S)
     """Seconds those whole networks are timed for at least (at most ``time_budget_s``), so that the
     table's absolute level averages the machine's slow wander."""
 
@@ -125,23 +190,23 @@ class ProfileConfig:
 class DistillConfig:
     """Phase 1: layer-wise feature-map distillation of every candidate."""
 
-    epochs: int = 3
+    epochs: int = at_least(0, 3)
     """Passes over the training split."""
-    lr: float = 2e-3
+    lr: float = positive(2e-3)
     """Adam learning rate (cosine-decayed to zero)."""
-    weight_decay: float = 0.0
+    weight_decay: float = at_least(0, 0.0)
     """Adam weight decay."""
-    loss: str = "nmse"
+    loss: FeatureLoss = "nmse"
     """``nmse`` (MSE normalised by the teacher output's energy) or ``mse``."""
-    chunk_size: int = 256
+    chunk_size: int = at_least(1, 256)
     """Most candidates trained together per pass over the data."""
-    memory_budget_mb: float | None = None
+    memory_budget_mb: float | None = positive(None)
     """Memory one chunk may use (candidates' weights, gradients and Adam state, one candidate's
     saved activations, the captured slot tensors); None: 70% of free GPU memory on CUDA, half the
     available RAM on CPU."""
-    bn_recalibration_batches: int = 20
+    bn_recalibration_batches: int = at_least(0, 20)
     """Training batches used to re-estimate each candidate's BatchNorm statistics after training."""
-    score: str = "nmse"
+    score: DistillScore = "nmse"
     """Score that feeds the search: ``nmse`` (the distillation loss on validation batches) or
     ``swap_kl`` (KL divergence from the teacher's logits with only that slot replaced)."""
     device: str = "auto"
@@ -156,17 +221,17 @@ class DistillConfig:
 class SearchConfig:
     """Phase 2: the integer program."""
 
-    budget: float = 0.5
-    """Latency budget as a fraction of the teacher's measured latency."""
-    budget_ms: float | None = None
+    budget: float = ranged(0.5, low=0, high=1, low_open=True)
+    """Latency budget as a fraction of the teacher's measured latency (1 returns the teacher)."""
+    budget_ms: float | None = positive(None)
     """Absolute budget in milliseconds; overrides ``budget`` when set."""
-    backend: str = "cpsat"
+    backend: SearchBackend = "cpsat"
     """``cpsat`` (OR-Tools CP-SAT), ``scip`` (OR-Tools MIP) or ``cbc`` (PuLP)."""
-    time_limit_s: float = 10.0
+    time_limit_s: float = positive(10.0)
     """Solver time limit."""
-    verify_rounds: int = 3
+    verify_rounds: int = at_least(1, 3)
     """Times the assembled student is measured end to end and the budget tightened if it is over."""
-    margin: float = 0.03
+    margin: float = ranged(0.03, low=0, high=1, high_open=True)
     """Fraction of the budget kept free when verifying, against measurement noise."""
 
 
@@ -174,11 +239,13 @@ class SearchConfig:
 class FinetuneConfig(TrainConfig):
     """Phase 3: end-to-end fine-tuning of the student with knowledge distillation."""
 
-    epochs: int = 10
-    lr: float = 0.01
-    kd_temperature: float = 4.0
+    epochs: int = at_least(0, 10)
+    """Passes over the training split."""
+    lr: float = positive(0.01)
+    """Peak learning rate of the cosine schedule."""
+    kd_temperature: float = positive(4.0)
     """Softmax temperature of the distillation term."""
-    kd_alpha: float = 0.7
+    kd_alpha: float = ranged(0.7, low=0, high=1)
     """Weight of the KL term; ``1 - kd_alpha`` weighs cross-entropy with the labels."""
 
 
@@ -187,16 +254,16 @@ class PruneConfig:
     """Whole-network latency-aware channel pruning (``hant prune``): HALP or SP-LAMP over the
     teacher's coupled channel groups, residual streams included."""
 
-    method: str = "halp"
+    method: PruneMethod = "halp"
     """``halp`` (BatchNorm Taylor saliency, knapsack, pruning while training) or ``splamp``
     (filter LAMP scores, one global threshold, one shot)."""
-    fractions: list = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.375, 0.25])
+    fractions: list = ranged(low=0, high=1, low_open=True, default_factory=lambda: [1.0, 0.75, 0.5, 0.375, 0.25])
     """Widths every channel group may take, as fractions of the teacher's (first 1.0, decreasing)."""
-    divisor: int = 8
+    divisor: int = at_least(1, 8)
     """Channels are kept in whole neuron groups of this many."""
-    steps: int = 4
+    steps: int = at_least(1, 4)
     """HALP: pruning steps spread over training (latency target falls linearly to the budget)."""
-    epochs_per_step: int = 1
+    epochs_per_step: int = at_least(1, 1)
     """HALP: training epochs before each pruning step (importance is averaged over them)."""
 
 
@@ -204,7 +271,7 @@ class PruneConfig:
 class WandbConfig:
     """Weights & Biases tracking."""
 
-    mode: str = "auto"
+    mode: WandbMode = "auto"
     """``auto`` (online with credentials, else offline), ``off``, ``offline`` or ``online``."""
     project: str = "hant"
     """W&B project."""
@@ -249,10 +316,15 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", ()))
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
+    """``value`` as type ``tp`` (an int where a float belongs becomes a float); ConfigError naming
+    ``where`` and what it allows when it is not one."""
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+    if _is_union(tp):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -264,22 +336,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"recipe key {where!r} must be {' or '.join(_describe(a) for a in inner)}, got {value!r}")
-    if origin is typing.Literal:
-        if value not in args or isinstance(value, bool):
-            raise ConfigError(f"recipe key {where!r} must be {_describe(tp)}, got {value!r}")
+    if typing.get_origin(tp) is typing.Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` as the boolean false
+        if isinstance(value, bool) or value not in args:
+            raise ConfigError(f"recipe key {where!r} is {value!r}; choose one of {list(args)}")
         return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp is str and value is False and where == "wandb.mode":
-        return "off"  # YAML 1.1 reads a bare `off` as the boolean false
-    if tp is int and isinstance(value, bool):
-        raise ConfigError(f"recipe key {where!r} must be int, got {value!r}")
-    if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise ConfigError(f"recipe key {where!r} must be {tp.__name__}, got {value!r}")
-    if tp in (dict, list) and not isinstance(value, tp):
-        raise ConfigError(f"recipe key {where!r} must be a {tp.__name__}, got {value!r}")
+    if tp in (int, float, str, bool, dict, list) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"recipe key {where!r} must be {'a ' if tp in (dict, list) else ''}{tp.__name__}, got {value!r}")
     return value
 
 
@@ -296,6 +364,26 @@ def _build(cls: type, data: Any, where: str) -> Any:
             raise ConfigError(f"unknown recipe key {path!r}; known keys here are {sorted(known)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def check_fields(section: Any, where: str = "") -> None:
+    """Raise ConfigError naming the first field of a recipe (or of one section, at key ``where``)
+    whose value is not of its type, not one of its choices or outside its :class:`Range`. Runs on
+    every load; run it again after changing a recipe in code (the CLI's overrides do)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        key = f"{where}.{f.name}" if where else f.name
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            check_fields(value, key)
+            continue
+        _coerce(value, hints[f.name], key)
+        limits = f.metadata.get("range")
+        if limits is None or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not limits.allows(item):
+                raise ConfigError(f"recipe key {key!r} must be {limits.describe()}, got {item!r}")
 
 
 def check_precisions(recipe: Recipe) -> None:
@@ -317,8 +405,8 @@ def recipe_from_dict(data: dict) -> Recipe:
     recipe = _build(Recipe, data, "")
     for name, fields in recipe.targets.items():
         _build(LatencyTarget, fields, f"targets.{name}")
+    check_fields(recipe)
     check_precisions(recipe)
-    check_recipe(recipe)
     return recipe
 
 

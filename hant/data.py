@@ -25,6 +25,9 @@ class DataSplits:
     num_classes: int
     in_chans: int
     image_size: int
+    test_split: str = "test"
+    """What ``test`` holds: ``test``, a split no stage selects on, or ``val`` (an ImageFolder without
+    ``test/``), the split that chose the best epoch; accuracies on it are then called val."""
 
 
 HARD_ROTATION_DEG = 20.0
@@ -81,7 +84,8 @@ def digits_splits(image_size: int = 32, seed: int = 0, hard: bool = False) -> Da
 def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> DataSplits:
     """Class directories under ``root/train``, ``root/val`` and, if present, ``root/test`` (else the
     validation split doubles as test), read by timm's dataset factory with timm's transforms
-    (random-resized crop and flip when ``augment``; resize and centre crop for evaluation)."""
+    (random-resized crop and flip when ``augment``; resize and centre crop for evaluation); without
+    ``test/`` the splits say so (``test_split`` is ``val``)."""
     from timm.data import create_dataset, create_transform
 
     root = Path(root)
@@ -96,11 +100,12 @@ def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> Data
 
     train = split_dataset("train", True)
     val = split_dataset("val", False)
-    test = split_dataset("test", False) if (root / "test").is_dir() else val
+    has_test = (root / "test").is_dir()
+    test = split_dataset("test", False) if has_test else val
     classes = train.reader.class_to_idx
     if val.reader.class_to_idx != classes:
         raise ConfigError(f"the class folders of {root}/val differ from those of {root}/train")
-    return DataSplits(train, val, test, len(classes), 3, image_size)
+    return DataSplits(train, val, test, len(classes), 3, image_size, "test" if has_test else "val")
 
 
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:

@@ -54,5 +54,13 @@ class PluginError(HantError):
     """A recipe or saved student names plugins (executed code) that the caller did not allow."""
 
 
+class ModelError(HantError):
+    """A user's model cannot serve as a teacher (its forward fails on the example input, it cannot be saved)."""
+
+
+class DataError(HantError):
+    """A user's data does not fit the model: a batch of the wrong shape, no labels where labels are needed."""
+
+
 class PruneError(HantError):
     """A network, or part of it, that whole-network channel pruning cannot handle."""

@@ -81,10 +81,12 @@ def registered_block_types() -> dict[type, str]:
     return dict(_BLOCK_TYPES)
 
 
-# timm block classes recognised without any per-model code: (module, class names, kind).
-# Classes missing from the installed timm are skipped.
+# timm and torchvision block classes recognised without any per-model code: (module, class names, kind).
+# Classes missing from the installed timm or torchvision are skipped.
 _TIMM_BLOCKS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("timm.models.resnet", ("BasicBlock", "Bottleneck"), "conv_block"),
+    ("torchvision.models.resnet", ("BasicBlock", "Bottleneck"), "conv_block"),
+    ("torchvision.models.mobilenetv2", ("InvertedResidual",), "conv_block"),
     (
         "timm.models._efficientnet_blocks",
         ("ConvBnAct", "DepthwiseSeparableConv", "InvertedResidual", "EdgeResidual", "UniversalInvertedResidual"),
@@ -191,7 +193,9 @@ def discover_slots(
             )
         raise SlotDiscoveryError(
             f"{type(model).__name__} has no block of a registered type; name its slots by module-path "
-            "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe or `--slots 'blocks.*'`"
+            "pattern, e.g. `slots: {patterns: [\"blocks.*\"]}` in the recipe, `--slots 'blocks.*'` or "
+            "hant.optimize(..., slots={\"patterns\": [\"blocks.*\"]}), or register the block class with "
+            "hant.register_block_type(MyBlock, \"conv_block\")"
         )
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], bool]] = {}
     macs: dict[str, int] = {}

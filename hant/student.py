@@ -1,8 +1,10 @@
 """The student: the teacher with chosen slots replaced; saved as arch.json + weights.safetensors.
 
 ``arch.json`` holds everything needed to rebuild the network without the teacher's weights or
-the run directory: the timm model and its arguments, and for each replaced slot its candidate
-spec. ``load_student`` rebuilds that structure and loads ``weights.safetensors`` into it.
+the run directory: the timm model and its arguments (or, for a teacher given as a module, the
+factory reference that builds its architecture: ``model.source`` is ``factory``), and for each
+replaced slot its candidate spec. ``load_student`` rebuilds that structure and loads
+``weights.safetensors`` into it.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from torch import nn
 
 from .deploy.plan import PrecisionPlan
 from .errors import HantError, PluginError
-from .io import load_tensors, read_json, save_tensors, write_json
+from .io import read_json, save_tensors, write_json
 from .ops_zoo import CandidateSpec, build_candidate, load_plugins
 from .latency.target import LatencyTarget
 from .slots import Slot, get_submodule, set_submodule
+from .user_code import check_allowed, resolve_factory
+from .weights import load_file
 
 ARCH_FORMAT = "hant-student/1"
 PRUNED_FORMAT = "hant-pruned/1"
@@ -59,7 +63,8 @@ def save_student(
 ) -> None:
     """Write ``path/arch.json`` and ``path/weights.safetensors``.
 
-    ``model`` describes the teacher's construction: ``{"name", "num_classes", "in_chans", "kwargs"}``.
+    ``model`` describes the teacher's construction: ``{"name", "num_classes", "in_chans", "kwargs"}`` of a
+    timm model, or ``{"source": "factory", "factory", "kwargs", ...}`` (``user_model.module_description``).
     """
     path = Path(path)
     arch = {
@@ -87,16 +92,27 @@ def student_deployment(path: str | Path) -> tuple[LatencyTarget, PrecisionPlan] 
     return LatencyTarget.from_dict(d["target"]), PrecisionPlan.from_dict(d["plan"])
 
 
+def teacher_architecture(model_desc: dict, arch_file: Path, allow_plugins: bool) -> nn.Module:
+    """The teacher's architecture (random weights) an ``arch.json``'s ``model`` describes: a timm
+    model, or a factory's (run only with ``allow_plugins``)."""
+    from .models import create_model
+
+    m = model_desc
+    if m.get("source") == "factory":
+        check_allowed(f"{arch_file} (its architecture comes from teacher.factory)", [m["factory"]], allow_plugins)
+        return resolve_factory(m["factory"])(**m.get("kwargs", {}))
+    return create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
+
+
 def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     """Rebuild a saved student from ``path/arch.json`` and load ``path/weights.safetensors``.
 
     Needs neither the teacher's weights nor the run directory. Returned in eval mode. A network
     saved by ``hant prune`` (format ``hant-pruned/1``) loads too. A student whose ``arch.json``
     names plugins (Python files or modules, i.e. code that is executed on import) is refused
-    unless ``allow_plugins=True``.
+    unless ``allow_plugins=True``, and so is one whose architecture a factory (``model.source: factory``)
+    builds.
     """
-    from .models import create_model, state_dict_misfit
-
     path = Path(path)
     arch_file, weights_file = path / "arch.json", path / "weights.safetensors"
     if not arch_file.is_file() or not weights_file.is_file():
@@ -116,14 +132,8 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
         )
     if plugins:
         load_plugins(plugins)
-    m = arch["model"]
-    model = create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
+    model = teacher_architecture(arch["model"], arch_file, allow_plugins)
     for item in arch["replacements"]:
         spec = CandidateSpec.from_dict(item["spec"])
         set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
-    state = load_tensors(weights_file)
-    problem = state_dict_misfit(model, state)
-    if problem:
-        raise HantError(f"{weights_file} does not fit the architecture in arch.json: {problem}")
-    model.load_state_dict(state)
-    return model.eval()
+    return load_file(model, weights_file, "it must match the architecture in arch.json").eval()

@@ -1,4 +1,5 @@
-"""Weights & Biases tracking of a run: config, each stage's numbers, the tables and plots.
+"""Weights & Biases tracking of a run: config, each stage's numbers, the tables and plots, and
+phase 1's per-slot losses (logged to the run a :class:`Tracker` started, where there is one).
 
 Mode ``off`` does nothing; ``offline`` writes a local run under ``<run dir>/wandb`` that
 ``wandb sync`` can upload later; ``online`` streams to the server; ``auto`` is online when
@@ -7,16 +8,20 @@ credentials are configured (``WANDB_API_KEY`` or a netrc entry) and offline othe
 from __future__ import annotations
 
 import logging
+import math
 import netrc
 import os
+import sys
+from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Literal, get_args
 
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "off", "offline", "online")
+WandbMode = Literal["auto", "off", "offline", "online"]
+MODES: tuple[str, ...] = get_args(WandbMode)
 
 
 def has_credentials() -> bool:
@@ -113,3 +118,37 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+def active_run():
+    """The active ``wandb`` run (the one a :class:`Tracker` started), or None; wandb is not imported."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def slot_loss_metrics(losses: Iterable[tuple[str, float | None]]) -> dict[str, float]:
+    """``distill/<slot>/loss_mean``, ``loss_min`` and ``failed`` from (slot, epoch loss or None if failed)."""
+    by_slot: dict[str, list[float]] = defaultdict(list)
+    failed: dict[str, int] = defaultdict(int)
+    for slot, loss in losses:
+        if loss is None or not math.isfinite(loss):
+            failed[slot] += 1
+        else:
+            by_slot[slot].append(loss)
+    metrics: dict[str, float] = {}
+    for slot in sorted(set(by_slot) | set(failed)):
+        values = by_slot.get(slot, [])
+        if values:
+            metrics[f"distill/{slot}/loss_mean"] = sum(values) / len(values)
+            metrics[f"distill/{slot}/loss_min"] = min(values)
+        metrics[f"distill/{slot}/failed"] = failed.get(slot, 0)
+    return metrics
+
+
+def log_slot_losses(epoch: int, losses: Iterable[tuple[str, float | None]]) -> bool:
+    """Log one epoch's per-slot losses to the active W&B run; returns whether a run took them."""
+    run = active_run()
+    if run is None:
+        return False
+    run.log({"distill/epoch": epoch, **slot_loss_metrics(losses)})
+    return True

@@ -71,8 +71,8 @@ def test_distillation_beats_untrained_and_resumes_without_retraining(tiny_resnet
         assert "nan" in trained[slot.name]["test_nan"].error
 
     calls = []
-    real = layerwise._train_chunk
-    monkeypatch.setattr(layerwise, "_train_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = layerwise.train_chunk
+    monkeypatch.setattr(layerwise, "train_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = distill_zoo(tiny_resnet, slots, zoo, train, val, cfg, tmp_path / "w")
     assert calls == []
     for slot in slots:
@@ -141,7 +141,7 @@ def test_both_scores_are_stored_and_the_recipe_picks_the_one_the_search_sees(tmp
 
     teacher, slots, zoo, train, val = _problem()
     by_nmse = distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=2, lr=5e-3), tmp_path)
-    monkeypatch.setattr(layerwise, "_train_chunk", lambda *a, **k: pytest.fail("finished candidates were retrained"))
+    monkeypatch.setattr(layerwise, "train_chunk", lambda *a, **k: pytest.fail("finished candidates were retrained"))
     by_kl = distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=2, lr=5e-3, score="swap_kl"), tmp_path)
     accuracy = evaluate(teacher, val)
     for slot in slots:
@@ -325,7 +325,7 @@ def test_per_slot_losses_reach_an_active_wandb_run(tmp_path, monkeypatch):
     import wandb
     from wandb_records import logged_keys
 
-    from hant.distill.wandb_log import log_slot_losses, slot_loss_metrics
+    from hant.tracking import log_slot_losses, slot_loss_metrics
 
     assert slot_loss_metrics([("a", 1.0), ("a", 3.0), ("b", None)]) == {
         "distill/a/loss_mean": 2.0, "distill/a/loss_min": 1.0, "distill/a/failed": 0, "distill/b/failed": 1,
@@ -351,8 +351,8 @@ def test_changed_training_settings_retrain_instead_of_reusing_stale_weights(tmp_
     teacher, slots, zoo, train, val = _problem(n_slots=1)
     distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=1), tmp_path)
     calls = []
-    real = layerwise._train_chunk
-    monkeypatch.setattr(layerwise, "_train_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = layerwise.train_chunk
+    monkeypatch.setattr(layerwise, "train_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
     distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=1, chunk_size=7, score="swap_kl"), tmp_path)
     assert calls == [], "chunking and the choice of score do not change trained weights"
     distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=1, lr=1e-2), tmp_path)

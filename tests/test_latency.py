@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import sys
 import time
 
@@ -24,6 +25,8 @@ from hant.latency import (
     measure,
     profile,
 )
+from hant.latency.allocator import allocator_policy
+from hant.latency.measure import measuring
 from hant.latency.stats import median_ci_ranks, relative_ci_halfwidth
 from hant.search import CandidateCost, Problem, SlotChoices, solve
 
@@ -108,9 +111,32 @@ def test_measure_leaves_modules_and_threads_as_they_were():
     module = nn.Sequential(small_conv(), nn.BatchNorm2d(8)).train()
     module[1].eval()
     threads = torch.get_num_threads()
-    measure([("m", module, (8, 16, 16))], LatencyTarget(threads=1), **FAST)
-    assert torch.get_num_threads() == threads
+    torch.set_num_threads(2)
+    try:
+        measure([("m", module, (8, 16, 16))], LatencyTarget(threads=1), **FAST)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     assert module.training and module[0].training and not module[1].training
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(allocator_policy() != "glibc-keep-freed", reason="the policy applies to glibc only")
+def test_allocator_policy_holds_inside_the_measuring_block_only():
+    with measuring(1):
+        block = torch.ones(64 << 18)  # 64 MiB
+        held = _resident_mib()
+        del block
+        assert _resident_mib() > held - 32  # freed memory is kept for the next allocation
+    after = _resident_mib()
+    assert after < held - 32  # handed back on leaving
+    block = torch.ones(64 << 18)
+    del block
+    assert _resident_mib() < after + 32  # and large blocks go back to the kernel again
 
 
 def test_min_time_keeps_rounds_going_after_convergence():

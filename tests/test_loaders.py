@@ -1,6 +1,7 @@
 """ImageFolder data through timm's loader factory: transforms, preprocessing, seeded order, training."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,4 +75,14 @@ def test_a_teacher_trains_on_an_image_folder(image_folder, tmp_path):
     )
     run_stages(Context(recipe_from_dict(recipe), RunDir(tmp_path)), "teacher")
     meta = read_json(RunDir(tmp_path).teacher_meta)
-    assert meta["test_accuracy"] >= 75, "red against blue should be learnt in a few epochs"
+    assert meta["val_accuracy"] >= 75, "red against blue should be learnt in a few epochs"
+    assert "test_accuracy" not in meta, "without test/ no accuracy is called test: val chose the best epoch"
+
+
+def test_a_test_split_is_called_test_only_where_the_folder_has_one(image_folder, tmp_path):
+    assert _context(image_folder, tmp_path / "a").splits.test_split == "val"
+    with_test = tmp_path / "with_test"
+    shutil.copytree(image_folder, with_test)
+    shutil.copytree(image_folder / "val", with_test / "test")
+    splits = _context(with_test, tmp_path / "b").splits
+    assert splits.test_split == "test" and splits.test is not splits.val

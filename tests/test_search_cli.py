@@ -5,13 +5,14 @@ import json
 import shutil
 
 import pytest
+import search_instances as instances
 from tiny import tiny_recipe
 
 from hant.cli import main
 from hant.config import recipe_from_dict
 from hant.io import read_json
 from hant.pipeline import Context, RunDir, run_stages
-from hant.search import instances, problem_to_dict
+from hant.search import problem_to_dict
 
 ANSWER_KEYS = {"status", "objective", "latency_ms", "selection", "solve_seconds", "gap"}
 

@@ -15,6 +15,7 @@ from hant.search import (
     Problem,
     ResourceLimit,
     SlotChoices,
+    changed_slots,
     problem_from_dict,
     problem_to_dict,
     solve,
@@ -114,6 +115,16 @@ def test_max_changed_limits_the_changed_slots_and_the_min_latency():
         solve(Problem(problem.slots, budget_ms=6.5, max_changed=3))
     assert info.value.min_latency_ms == 7.0
     assert "smallest achievable latency is 7.000 ms" in str(info.value)
+
+
+def test_a_changed_slot_is_one_off_its_first_candidate_whatever_the_keys():
+    # a problem from a file may name its first candidates anything; "keep" second is a change
+    first = lambda n: SlotChoices(n, (CandidateCost("int8", 1.0, 0.2), CandidateCost("keep", 2.0, 0.0)))
+    problem = Problem((first("a"), first("b"), first("c")), budget_ms=4.0, max_changed=1)
+    sel = solve(problem)
+    assert sorted(sel.choices.values()) == ["int8", "int8", "keep"]  # one slot left its first candidate
+    assert sel.extras["changed_slots"] == changed_slots(problem, sel.choices) == 1
+    assert changed_slots(problem, {"a": "keep", "b": "keep", "c": "int8"}) == 2
 
 
 def test_max_changed_keeps_a_dominated_keep_candidate():

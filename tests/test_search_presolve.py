@@ -8,8 +8,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import search_instances as instances
 
-from hant.search import CandidateCost, Problem, SlotChoices, instances, solve
+from hant.search import CandidateCost, Problem, SlotChoices, solve
 from hant.search.bounds import best_bound, lagrangian
 from hant.search.dense import Dense
 from hant.search.incumbent import beam_search

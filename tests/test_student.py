@@ -15,7 +15,8 @@ from torch import nn
 import hant
 from hant.errors import ConfigError, HantError
 from hant.io import read_json, write_json
-from hant.models import create_model, load_state_dict_file, load_weights
+from hant.models import create_model
+from hant.weights import load_weights, read_checkpoint
 from hant.ops_zoo import build_zoo, list_families, load_plugins, registry
 from hant.slots import discover_slots
 from hant.student import ARCH_FORMAT, assemble_student, load_student, save_student
@@ -304,29 +305,31 @@ def _assert_same(a: dict, b: dict) -> None:
 def test_read_safetensors(tmp_path):
     state = _state()
     save_file(state, str(tmp_path / "w.safetensors"))
-    _assert_same(load_state_dict_file(tmp_path / "w.safetensors"), state)
+    _assert_same(read_checkpoint(tmp_path / "w.safetensors"), state)
 
 
 def test_read_plain_torch_file(tmp_path):
     state = _state()
     torch.save(state, tmp_path / "w.pt")
-    _assert_same(load_state_dict_file(str(tmp_path / "w.pt")), state)
+    _assert_same(read_checkpoint(str(tmp_path / "w.pt")), state)
 
 
-@pytest.mark.parametrize("wrapper", ["state_dict", "model", "state_dict_ema"])
+@pytest.mark.parametrize("wrapper", ["state_dict", "model", "state_dict_ema", "model_ema"])
 def test_nested_state_dicts_are_unwrapped(tmp_path, wrapper):
     state = _state()
     torch.save({wrapper: state, "epoch": 7, "optimizer": {"lr": 0.1}}, tmp_path / "ckpt.pth")
-    _assert_same(load_state_dict_file(tmp_path / "ckpt.pth"), state)
+    _assert_same(read_checkpoint(tmp_path / "ckpt.pth"), state)
 
 
-def test_module_prefixes_are_stripped(tmp_path):
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_module_prefixes_are_stripped(tmp_path, prefix):
+    """DDP's and torch.compile's wrapper prefixes go (timm's clean_state_dict); inner names stay."""
     state = _state()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ddp.pth")
-    loaded = load_state_dict_file(tmp_path / "ddp.pth")
+    torch.save({"state_dict": {f"{prefix}{k}": v for k, v in state.items()}}, tmp_path / "ddp.pth")
+    loaded = read_checkpoint(tmp_path / "ddp.pth")
     _assert_same(loaded, state)
     torch.save({"backbone.module.w": torch.ones(1)}, tmp_path / "inner.pth")
-    assert list(load_state_dict_file(tmp_path / "inner.pth")) == ["backbone.module.w"]
+    assert list(read_checkpoint(tmp_path / "inner.pth")) == ["backbone.module.w"]
 
 
 class _Payload:
@@ -343,16 +346,16 @@ def test_torch_files_are_loaded_weights_only(tmp_path):
     marker = tmp_path / "code_ran"
     torch.save({"state_dict": _state(), "extra": _Payload(str(marker))}, tmp_path / "unsafe.pth")
     with pytest.raises(ConfigError, match="safetensors"):
-        load_state_dict_file(tmp_path / "unsafe.pth")
+        read_checkpoint(tmp_path / "unsafe.pth")
     assert not marker.exists(), "a checkpoint must never run code on load"
 
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(ConfigError, match="absent.pth"):
-        load_state_dict_file(tmp_path / "absent.pth")
+        read_checkpoint(tmp_path / "absent.pth")
     torch.save(torch.ones(3), tmp_path / "tensor.pt")
     with pytest.raises(ConfigError, match="no state_dict"):
-        load_state_dict_file(tmp_path / "tensor.pt")
+        read_checkpoint(tmp_path / "tensor.pt")
 
 
 def test_load_weights_into_a_model(tmp_path):

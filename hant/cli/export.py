@@ -47,16 +47,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         deployed = load_artifact(result.path, runtime_target or ctx.recipe.target)
         x = torch.randn(target.batch_size, *input_shape).numpy()
         deployed.bind(x)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(target.threads)
-        try:
-            stat = time_runners({"artifact": DeployedRunner(deployed, cpu_clock(target))})["artifact"]
-        finally:
-            torch.set_num_threads(threads)
+        stat = time_runners({"artifact": DeployedRunner(deployed, cpu_clock(target))}, target.threads)["artifact"]
         summary["artifact_latency_ms"] = stat.median_ms
         summary["artifact_latency_iqr_ms"] = [stat.q1_ms, stat.q3_ms]
         summary["latency_target"] = target.to_dict()
-        summary["artifact_test_accuracy"] = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
+        accuracy = evaluate(DeployedModule(deployed), ctx.eval_loader("test"), torch.device("cpu"))
+        summary[f"artifact_{ctx.test_split}_accuracy"] = accuracy
     print(json.dumps(summary, indent=2))
     return 0
 

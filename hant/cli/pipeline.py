@@ -5,14 +5,15 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import Recipe, load_recipe, recipe_from_dict, select_target
+from ..config import Recipe, check_fields, load_recipe, recipe_from_dict, select_target
 from ..distributed import is_main
 from ..errors import ConfigError, RunDirError
 from ..io import read_json
-from ..pipeline import STAGE_ORDER, Context, RunDir, run_stages
+from ..pipeline import STAGE_ORDER, Context, RunDir
 from ..pipeline.dryrun import DryRunReport, dry_run
 from ..pipeline.runner import STAGES, Stage
-from ..tracking import MODES, Tracker, resolve_mode
+from ..pipeline.tracked import run_tracked_stages
+from ..tracking import MODES, resolve_mode
 
 STAGE_HELP = {
     "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
@@ -43,10 +44,13 @@ def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         recipe.zoo.families = {n: recipe.zoo.families.get(n, {}) for n in names}
     if getattr(args, "data", None):
         recipe.data.dataset, recipe.data.root = "imagefolder", args.data
+    check_fields(recipe)
     return recipe
 
 
-def _recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+def recipe_for_run_dir(run: RunDir, recipe_file: str | None) -> Recipe:
+    """The recipe a stage command runs a run directory with: ``recipe_file`` if given, else the
+    directory's own ``recipe.json``."""
     if recipe_file:
         return load_recipe(recipe_file)
     if not run.recipe.is_file():
@@ -97,24 +101,18 @@ def print_summary(run: RunDir) -> None:
 
 def run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False,
                 pipeline: Mapping[str, Stage] = STAGES) -> None:
-    """Run the stages up to ``upto`` of ``pipeline`` with events printed and W&B tracking as the recipe says."""
-    w = recipe.wandb
-    ctx = Context(recipe, run, allow_plugins=allow_plugins)
-    mode = w.mode if is_main() else "off"
-    tracker = Tracker(mode, run.root, recipe.to_dict(), w.project, w.entity, recipe.name, w.group, w.tags)
-    try:
-        run_stages(ctx, upto, force=force, on_event=print_event, tracker=tracker, pipeline=pipeline)
-    finally:
-        tracker.finish()
-    if tracker.mode != "off":
-        print(f"W&B run logged {tracker.mode} under {run.root / 'wandb'}", flush=True)
+    """Run the stages of ``pipeline`` up to ``upto`` with events printed and W&B tracking as the recipe says."""
+    mode = run_tracked_stages(Context(recipe, run, allow_plugins=allow_plugins), upto, force, print_event, pipeline)
+    if mode != "off":
+        print(f"W&B run logged {mode} under {run.root / 'wandb'}", flush=True)
 
 
 def print_dry_run(report: DryRunReport) -> None:
     """The dry run's findings, one slot per line."""
     d = report.data
     print(f"model    {report.model}: {report.parameters / 1e6:.2f} M parameters, input {report.input_shape}")
-    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {d['test']} test")
+    test = f"{d['test']} test" if d["test"] is not None else "no test split (accuracies are reported on val)"
+    print(f"data     {d['dataset']}: {d['classes']} classes, {d['train']} train / {d['val']} val / {test}")
     print(f"slots    {len(report.slots)} slots, {report.candidates} candidates")
     for s in report.slots:
         print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
@@ -144,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
-    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    recipe = apply_overrides(recipe_for_run_dir(run, args.recipe), args)
     run_tracked(recipe, run, args.command, args.force, args.allow_plugins)
     if args.command == "report":
         print_summary(run)
@@ -165,7 +163,7 @@ def add_plugin_argument(p: argparse.ArgumentParser) -> None:
     """``--allow-plugins``: without it, a recipe or student that names plugins is refused."""
     p.add_argument(
         "--allow-plugins", action="store_true",
-        help="import the recipe's zoo.plugins / the student's plugins (they are Python code that runs)",
+        help="run the code a recipe or student names: zoo.plugins, teacher.factory, data.factory (read it first)",
     )
 
 

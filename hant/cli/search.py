@@ -21,7 +21,7 @@ from ..search.sweep import keep_latency_ms, sweep
 from .pipeline import (
     STAGE_HELP,
     apply_overrides,
-    _recipe_for_run_dir,
+    recipe_for_run_dir,
     run_tracked,
     add_stage_arguments,
     cmd_stage,
@@ -126,7 +126,7 @@ def _print_front(front: dict, paths: tuple[Path, Path]) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
-    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    recipe = apply_overrides(recipe_for_run_dir(run, args.recipe), args)
     ctx = Context(recipe, run, allow_plugins=args.allow_plugins)
     front = sweep_run(
         ctx, parse_fractions(args.budgets), backend=args.backend, time_limit_s=args.time_limit, max_changed=args.max_changed
@@ -147,7 +147,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if all(getattr(args, f) is None for f in _SOLVER_FLAGS) and args.budget is None:
         return cmd_stage(args)
     run = RunDir(args.run_dir)
-    recipe = apply_overrides(_recipe_for_run_dir(run, args.recipe), args)
+    recipe = apply_overrides(recipe_for_run_dir(run, args.recipe), args)
     if args.backend is not None:
         recipe.search.backend = args.backend
     if args.budget_ms is not None:

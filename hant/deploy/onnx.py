@@ -4,6 +4,12 @@ The TorchScript-based exporter (``dynamo=False``) needs nothing beyond torch and
 torch.export-based exporter needs ``onnxscript`` and is the fallback when that package is present.
 Node names follow the module hierarchy (``/layer1/layer1.0/conv1/Conv``), which is how a precision
 plan finds the nodes of one slot (:func:`scope_prefix`).
+
+This is hant's only ONNX exporter (latency measurement, int8 scoring and ``hant export`` all call it).
+timm's ``onnx_export`` does not fit it: that function always makes the batch axis symbolic, while
+latencies are measured on fixed-shape graphs (the shapes the runtimes compile and time, as deployed),
+and it tries one exporter only, with a forward pass of its own on every call (a profile exports
+hundreds of candidates).
 """
 from __future__ import annotations
 

@@ -25,10 +25,12 @@ from ..amp import autocast, autocast_dtype
 from ..config import DistillConfig
 from ..distributed import barrier
 from ..errors import ConfigError
-from ..io import check_tensors, hash_obj, load_tensors, read_json, save_tensors, write_json
+from ..io import check_tensors, hash_obj, read_json, save_tensors, write_json
 from ..ops_zoo import CandidateSpec, build_candidate, get_family
 from ..progress import progress
 from ..slots import Slot
+from ..tracking import log_slot_losses
+from ..weights import load_file
 from .capture import SlotCapture
 from .checkpoint import Progress, load_progress, progress_path, record_path, save_progress, weights_path
 from .chunk import ChunkTrainer, DistillError, Job, make_optimizer, recalibrate_norms
@@ -38,7 +40,6 @@ from .scoring import SCORES, Scores, score_jobs, teacher_accuracy
 from .sharding import gather_all, local_device, shard
 from .stream import Augment, EpochStream
 from .swap import SwapIn
-from .wandb_log import log_slot_losses
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def build_trained_candidate(spec: CandidateSpec, teacher_block: nn.Module, weigh
     """A candidate module with its distilled weights (keep and parameter-free families need none)."""
     module = build_candidate(spec, teacher_block)
     if get_family(spec.family).trainable:
-        module.load_state_dict(load_tensors(weights_path(weights_dir, spec)))
+        load_file(module, weights_path(weights_dir, spec), "delete it and run the distill stage again")
     return module
 
 
@@ -143,7 +144,7 @@ def _new_job(slot: Slot, spec: CandidateSpec, block: nn.Module, cfg: DistillConf
     return job
 
 
-def _train_chunk(
+def train_chunk(
     teacher: nn.Module,
     jobs: list[Job],
     stream: EpochStream,
@@ -213,7 +214,7 @@ def _train(
     autocast = _autocast(device, cfg)
     for c, chunk in enumerate(progress(chunks, desc="distill", unit="chunk")):
         jobs = [_new_job(slot, spec, blocks[slot.name], cfg, seed, weights_dir, device, key) for slot, spec in chunk]
-        _train_chunk(teacher, jobs, stream, cfg, weights_dir, key, f"chunk {c + 1}/{len(chunks)}", autocast)
+        train_chunk(teacher, jobs, stream, cfg, weights_dir, key, f"chunk {c + 1}/{len(chunks)}", autocast)
         recalibrate_norms(teacher, jobs, stream, cfg.epochs, cfg.bn_recalibration_batches)
         _finish(jobs, weights_dir, key)
 

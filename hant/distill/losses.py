@@ -1,6 +1,8 @@
 """Feature-map losses of layer-wise distillation."""
 from __future__ import annotations
 
+from typing import Callable, Literal
+
 import torch
 
 from ..errors import ConfigError
@@ -16,7 +18,8 @@ def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output - target).pow(2).mean()
 
 
-FEATURE_LOSSES = {"nmse": nmse, "mse": mse}
+FeatureLoss = Literal["nmse", "mse"]
+FEATURE_LOSSES: dict[FeatureLoss, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"nmse": nmse, "mse": mse}
 
 
 def feature_loss(name: str):

@@ -7,18 +7,19 @@ through the rest of the teacher (see ``swap.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, get_args
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..config import DistillScore
 from ..slots import Slot
 from .capture import SlotCapture
 from .chunk import Job, unique_slots
 from .swap import SwapIn
 
-SCORES = ("nmse", "swap_kl")
+SCORES: tuple[str, ...] = get_args(DistillScore)
 
 
 @dataclass

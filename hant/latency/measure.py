@@ -20,8 +20,9 @@ import math
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from .runtime import check_target
 from .stats import LatencyStat, relative_ci_halfwidth
 from .target import LatencyTarget
 
-__all__ = ["LatencyStat", "measure", "time_runners"]
+__all__ = ["LatencyStat", "Timing", "measure", "measuring", "time_runners"]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,15 @@ MEASURE_TIME_BUDGET_S = 120.0
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def measuring(threads: int) -> Iterator[None]:
+    """The process-wide settings latencies are taken under, for the block only: ``threads`` intra-op
+    threads in torch and the allocator policy of :mod:`hant.latency.allocator`; both are handed back
+    on leaving."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(threads)
     try:
-        yield
+        with keep_freed_memory():
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -98,69 +103,86 @@ def _inner_for(per_call_s: float, min_sample_s: float) -> int:
     return max(1, min(MAX_INNER, math.ceil(min_sample_s / per_call_s)))
 
 
-def _check_args(names: list[str], rel_precision: float, min_reps: int, max_reps: int, warmup: int,
-                confidence: float, min_time_s: float, time_budget_s: float) -> None:
+@dataclass(frozen=True)
+class Timing:
+    """When interleaved rounds stop, shared by :func:`measure` and :func:`time_runners` (their keyword
+    arguments are these fields)."""
+
+    rel_precision: float = 0.02
+    """Stop once every median's confidence interval is within this fraction of it."""
+    min_reps: int = 8
+    """Rounds always taken."""
+    max_reps: int = 300
+    """Rounds taken at most."""
+    time_budget_s: float = MEASURE_TIME_BUDGET_S
+    """Seconds from the call (export and warm-up included) after which no new round starts."""
+    min_time_s: float = 0.0
+    """Seconds from the call that rounds go on for at least, even once every median has converged."""
+    warmup: int = 5
+    """Untimed calls of every item before calibration."""
+    min_sample_ms: float = 2.0
+    """One sample averages enough calls to last this long."""
+    confidence: float = 0.95
+    """Confidence of the median's interval."""
+    seed: int = 0
+    """Seed of the order items are timed in within a round."""
+
+    def __post_init__(self) -> None:
+        if not self.rel_precision > 0.0:
+            raise LatencyError(f"rel_precision must be positive, not {self.rel_precision}")
+        if not 1 <= self.min_reps <= self.max_reps:
+            raise LatencyError(f"need 1 <= min_reps <= max_reps, got min_reps={self.min_reps}, max_reps={self.max_reps}")
+        if self.warmup < 0:
+            raise LatencyError(f"warmup must be zero or more calls, not {self.warmup}")
+        if not 0.0 <= self.min_time_s <= self.time_budget_s:
+            raise LatencyError(
+                f"need 0 <= min_time_s <= time_budget_s, got min_time_s={self.min_time_s}, "
+                f"time_budget_s={self.time_budget_s}"
+            )
+        if not 0.5 <= self.confidence < 1.0:
+            raise LatencyError(f"confidence must lie in [0.5, 1), not {self.confidence}")
+
+
+def _unique(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise LatencyError(f"item name {name!r} is given twice to measure(); give every item a unique name")
         seen.add(name)
-    if not rel_precision > 0.0:
-        raise LatencyError(f"rel_precision must be positive, not {rel_precision}")
-    if not 1 <= min_reps <= max_reps:
-        raise LatencyError(f"need 1 <= min_reps <= max_reps, got min_reps={min_reps}, max_reps={max_reps}")
-    if warmup < 0:
-        raise LatencyError(f"warmup must be zero or more calls, not {warmup}")
-    if not 0.0 <= min_time_s <= time_budget_s:
-        raise LatencyError(
-            f"need 0 <= min_time_s <= time_budget_s, got min_time_s={min_time_s}, time_budget_s={time_budget_s}"
-        )
-    if not 0.5 <= confidence < 1.0:
-        raise LatencyError(f"confidence must lie in [0.5, 1), not {confidence}")
 
 
 def measure(
     items: Sequence[tuple[str, nn.Module, tuple[int, ...]]],
     target: LatencyTarget,
     *,
-    rel_precision: float = 0.02,
-    min_reps: int = 8,
-    max_reps: int = 300,
-    time_budget_s: float = MEASURE_TIME_BUDGET_S,
-    min_time_s: float = 0.0,
-    warmup: int = 5,
-    min_sample_ms: float = 2.0,
-    confidence: float = 0.95,
-    seed: int = 0,
     on_round: Callable[[int, int], None] | None = None,
     plans: Mapping[str, PrecisionPlan] | None = None,
     calibration: Mapping[str, np.ndarray] | None = None,
+    **timing: Any,
 ) -> dict[str, LatencyStat]:
     """Measure the forward latency of each ``(name, module, per-sample input shape)`` on ``target``.
 
     The input is ``torch.randn(target.batch_size, *shape)`` on the target's device, dtype and memory
-    format; modules run in eval mode under ``torch.inference_mode()`` with ``target.threads`` threads
-    (restored afterwards; the caller's modules keep their device, dtype and training flags).
-    Each sample averages enough calls to last ``min_sample_ms``; stats are in ms per call.
-    ``time_budget_s`` counts from the call, export and warm-up included; ``min_reps`` rounds are
-    always taken, and rounds go on until ``min_time_s`` after the call (at most ``max_reps``) even
-    after every median has converged.
-    ``on_round(converged, total)`` is called after every round.
+    format; modules run in eval mode under ``torch.inference_mode()`` inside :func:`measuring` with
+    ``target.threads`` threads (the caller's modules keep their device, dtype and training flags).
+    ``timing`` takes the fields of :class:`Timing` (when rounds stop; ``time_budget_s`` counts from the
+    call, export and warm-up included). Each sample averages enough calls to last ``min_sample_ms``;
+    stats are in ms per call. ``on_round(converged, total)`` is called after every round.
     ``plans`` gives an item's precision per module path (default: all of it in ``target.dtype``), and
     ``calibration`` an item's real per-sample inputs, which int8 quantization calibrates on (required
     for every item whose plan has int8). Returns name -> LatencyStat in the order of ``items``.
     """
+    options = Timing(**timing)
     names = [name for name, _, _ in items]
-    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence, min_time_s, time_budget_s)
+    _unique(names)
     check_target(target)
     if not items:
         return {}
     t_start = time.perf_counter()
-    keep_freed_memory()
     modes = [training_modes(module) for _, module, _ in items]
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_torch_threads(target.threads))
+            stack.enter_context(measuring(target.threads))
             if target.backend == "torch_compile":
                 stack.enter_context(_compile_limits(len(items)))
             workdir = None
@@ -175,43 +197,22 @@ def measure(
                     build_runner(prepared, tuple(shape), target, onnx_path, name, plans.get(name), calibration.get(name))
                 )
             stack.enter_context(torch.inference_mode())
-            samples = _timed_rounds(
-                names, runners, t_start,
-                rel_precision=rel_precision, min_reps=min_reps, max_reps=max_reps, time_budget_s=time_budget_s,
-                min_time_s=min_time_s,
-                warmup=warmup, min_sample_s=min_sample_ms / 1e3, confidence=confidence, seed=seed,
-                on_round=on_round,
-            )
+            samples = _timed_rounds(names, runners, t_start, options, on_round)
     finally:
         for m in modes:
             restore_modes(m)
     return {name: LatencyStat.of_samples(xs) for name, xs in zip(names, samples)}
 
 
-def time_runners(
-    runners: Mapping[str, Runner],
-    *,
-    rel_precision: float = 0.02,
-    min_reps: int = 8,
-    max_reps: int = 300,
-    time_budget_s: float = MEASURE_TIME_BUDGET_S,
-    min_time_s: float = 0.0,
-    warmup: int = 5,
-    min_sample_ms: float = 2.0,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, LatencyStat]:
-    """Interleaved rounds over ready runners (e.g. a deployment artifact loaded in its runtime), with the
-    stopping rules of :func:`measure`; the caller sets threads and modes. Returns name -> LatencyStat."""
+def time_runners(runners: Mapping[str, Runner], threads: int, **timing: Any) -> dict[str, LatencyStat]:
+    """Interleaved rounds over ready runners (e.g. a deployment artifact loaded in its runtime) inside
+    :func:`measuring` with ``threads`` threads; ``timing`` takes the fields of :class:`Timing`, as for
+    :func:`measure`. The caller sets the modules' modes. Returns name -> LatencyStat."""
+    options = Timing(**timing)
     names = list(runners)
-    _check_args(names, rel_precision, min_reps, max_reps, warmup, confidence, min_time_s, time_budget_s)
-    with torch.inference_mode():
-        samples = _timed_rounds(
-            names, [runners[n] for n in names], time.perf_counter(),
-            rel_precision=rel_precision, min_reps=min_reps, max_reps=max_reps, time_budget_s=time_budget_s,
-            min_time_s=min_time_s, warmup=warmup, min_sample_s=min_sample_ms / 1e3, confidence=confidence,
-            seed=seed, on_round=None,
-        )
+    _unique(names)
+    with measuring(threads), torch.inference_mode():
+        samples = _timed_rounds(names, [runners[n] for n in names], time.perf_counter(), options, None)
     return {name: LatencyStat.of_samples(xs) for name, xs in zip(names, samples)}
 
 
@@ -219,23 +220,15 @@ def _timed_rounds(
     names: list[str],
     runners: list[Runner],
     t_start: float,
-    *,
-    rel_precision: float,
-    min_reps: int,
-    max_reps: int,
-    time_budget_s: float,
-    min_time_s: float,
-    warmup: int,
-    min_sample_s: float,
-    confidence: float,
-    seed: int,
+    options: Timing,
     on_round: Callable[[int, int], None] | None,
 ) -> list[list[float]]:
     """Warm-up and calibration, then interleaved rounds; returns per-item samples in ms per call."""
+    rel_precision, confidence, max_reps = options.rel_precision, options.confidence, options.max_reps
     inner = []
     for name, runner in zip(names, runners):
         try:
-            inner.append(_calibrate(runner, warmup, min_sample_s))
+            inner.append(_calibrate(runner, options.warmup, options.min_sample_ms / 1e3))
         except Exception as e:  # a candidate that cannot run: name it instead of a bare traceback
             raise LatencyError(
                 f"{name} failed to run on the measurement input ({type(e).__name__}: {str(e)[:200]}); "
@@ -245,18 +238,18 @@ def _timed_rounds(
     samples: list[list[float]] = [[] for _ in range(n)]
     widths = [math.inf] * n
     order = list(range(n))
-    rng = random.Random(seed)
+    rng = random.Random(options.seed)
     rounds = 0
     last_round_s = 0.0
     stop_reason = f"max_reps={max_reps}"
     with _gc_paused():
         while rounds < max_reps:
-            if rounds >= min_reps:
-                if all(w <= rel_precision for w in widths) and time.perf_counter() - t_start >= min_time_s:
+            if rounds >= options.min_reps:
+                if all(w <= rel_precision for w in widths) and time.perf_counter() - t_start >= options.min_time_s:
                     stop_reason = ""
                     break
-                if time.perf_counter() - t_start + last_round_s > time_budget_s:
-                    stop_reason = f"time_budget_s={time_budget_s:g}"
+                if time.perf_counter() - t_start + last_round_s > options.time_budget_s:
+                    stop_reason = f"time_budget_s={options.time_budget_s:g}"
                     break
             t_round = time.perf_counter()
             rng.shuffle(order)

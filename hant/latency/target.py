@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Literal, get_args
 
 from ..errors import ConfigError
 
-BACKENDS = ("torch", "torch_compile", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino")
+Backend = Literal["torch", "torch_compile", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "openvino"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 GPU_ONLY_BACKENDS = ("onnxruntime-cuda", "onnxruntime-tensorrt")
 CPU_ONLY_BACKENDS = ("openvino",)
-DTYPES = ("float32", "float16", "bfloat16", "int8")
+Dtype = Literal["float32", "float16", "bfloat16", "int8"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 BACKEND_DTYPES = {
     "torch": {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "float16", "bfloat16")},
@@ -22,7 +25,8 @@ BACKEND_DTYPES = {
 """The precisions each backend runs, per device kind. int8 is static post-training quantization by the
 runtime's own tool (NNCF for OpenVINO, ``onnxruntime.quantization`` QDQ for ONNX Runtime), calibrated on
 the task's data; torch runs no int8 here."""
-MEMORY_FORMATS = ("contiguous", "channels_last")
+MemoryFormat = Literal["contiguous", "channels_last"]
+MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 
 
 @dataclass(frozen=True)
@@ -31,19 +35,19 @@ class LatencyTarget:
 
     device: str = "cpu"
     """``cpu`` or ``cuda:N``."""
-    backend: str = "torch"
+    backend: Backend = "torch"
     """Runtime that executes the network: ``torch`` (eager), ``torch_compile`` (``torch.compile``, default
     inductor backend; compilation is warm-up, never timed), ``onnxruntime`` (CPU execution provider on
     ``cpu``; on a GPU TensorRT where installed, else CUDA), ``onnxruntime-cuda`` or
     ``onnxruntime-tensorrt`` (exactly that execution provider; GPU devices only), ``openvino``
     (OpenVINO's CPU plugin, with its own graph fusions)."""
-    dtype: str = "float32"
+    dtype: Dtype = "float32"
     """Numeric precision of the network: ``float32``, ``bfloat16`` (torch or OpenVINO on the CPU, where the
     CPU has native bf16), ``float16`` (GPU) or ``int8`` (ONNX Runtime or OpenVINO, static quantization
     calibrated on the task's data). :data:`BACKEND_DTYPES` lists what each backend runs."""
     batch_size: int = 1
     """Images per forward pass."""
-    memory_format: str = "contiguous"
+    memory_format: MemoryFormat = "contiguous"
     """``contiguous`` (NCHW) or ``channels_last`` (NHWC)."""
     threads: int = 1
     """CPU threads for the runtime (intra-op)."""

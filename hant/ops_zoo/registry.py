@@ -1,18 +1,16 @@
 """The family registry: one decorator registers a candidate family, one factory builds by spec."""
 from __future__ import annotations
 
-import hashlib
-import importlib
 import importlib.util
-import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import ZooError
+from ..errors import ConfigError, ZooError
 from ..slots import Slot
+from ..user_code import import_source
 from .spec import CandidateSpec
 
 _FAMILIES: dict[str, "CandidateFamily"] = {}
@@ -93,27 +91,10 @@ def load_plugins(paths_or_modules: list[str]) -> None:
     A file already loaded (same resolved path) is not executed again.
     """
     for item in paths_or_modules:
-        path = Path(item)
-        if path.suffix == ".py":
-            if not path.is_file():
-                raise ZooError(f"zoo plugin file {item!r} does not exist")
-            resolved = path.resolve()
-            mod_name = f"hant_plugin_{path.stem}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
-            if mod_name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(mod_name, resolved)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[mod_name]
-                raise
-        else:
-            try:
-                importlib.import_module(item)
-            except ImportError as e:
-                raise ZooError(f"cannot import zoo plugin module {item!r}: {e}") from e
+        try:
+            import_source(item, "zoo plugin")
+        except ConfigError as e:
+            raise ZooError(str(e)) from None
 
 
 def find_plugins(paths_or_modules: list[str]) -> None:

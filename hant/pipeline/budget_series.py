@@ -14,9 +14,10 @@ from typing import Callable
 
 from ..config import Recipe
 from ..io import read_json, write_json
+from ..plots import plot_pareto
 from ..tracking import Tracker
 from .context import Context
-from .report import plot_pareto, report_points
+from .report import report_points
 from .rundir import RunDir
 from .runner import run_stages
 

@@ -1,21 +1,27 @@
 """What the stages share: the recipe, the run directory, and lazily loaded data and teacher."""
 from __future__ import annotations
 
+import copy
 import logging
 from functools import cached_property
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..config import Recipe
 from ..data import DataSplits, load_splits, make_loader, random_shift
 from ..distributed import is_distributed
-from ..errors import PluginError, RunDirError
-from ..io import load_tensors, read_json
+from ..errors import ModelError, PluginError, RunDirError
+from ..io import read_json
 from ..loaders import timm_loader
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, load_plugins, zoo_from_json
 from ..slots import Slot, slots_from_json
+from ..user_code import check_allowed, resolve_factory
+from ..user_data import UserData, as_loader, check_split, in_order, count_classes, split_batch, split_fingerprint, user_data
+from ..user_model import check_forward, model_fingerprint, module_description
+from ..weights import load_file
 from .rundir import RunDir
 
 EVAL_BATCH = 256
@@ -40,15 +46,37 @@ def check_plugins_allowed(recipe: Recipe, allow_plugins: bool) -> None:
 
 
 class Context:
-    """The recipe and run directory of one run, with the objects several stages load."""
+    """The recipe and run directory of one run, with the objects several stages load.
 
-    def __init__(self, recipe: Recipe, run: RunDir, allow_plugins: bool = False):
+    The teacher and the data come from the recipe (a timm model, the embedded digits or an ImageFolder,
+    or the functions ``teacher.factory`` / ``data.factory`` name), or from a Python caller
+    (``hant.optimize``): a trained ``teacher`` module, ``data`` splits and the ``example_input`` the
+    model takes. Stage fingerprints cover either source (:attr:`teacher_inputs`, :attr:`data_inputs`).
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run: RunDir,
+        allow_plugins: bool = False,
+        teacher: nn.Module | None = None,
+        data: UserData | None = None,
+        example_input: torch.Tensor | None = None,
+    ):
         self.recipe = recipe
         self.run = run
         self.allow_plugins = allow_plugins
         if recipe.zoo.plugins:
             check_plugins_allowed(recipe, allow_plugins)
             load_plugins(recipe.zoo.plugins)
+        if teacher is not None and not recipe.teacher.factory:
+            raise ModelError("a teacher given as a module needs teacher.factory, the function that rebuilds its architecture")
+        called = [f"teacher.factory {recipe.teacher.factory!r}"] if teacher is None and recipe.teacher.factory else []
+        called += [f"data.factory {recipe.data.factory!r}"] if data is None and recipe.data.factory else []
+        check_allowed("the recipe", called, allow_plugins)
+        self._teacher = teacher
+        self._data = data
+        self._example = example_input
 
     @cached_property
     def splits(self) -> DataSplits:
@@ -56,6 +84,77 @@ class Context:
         if splits.num_classes < 2:
             log.warning(one_class_warning(self.recipe))
         return splits
+
+    @property
+    def test_split(self) -> str:
+        """The split accuracies are reported on: ``test`` when the data has one that no stage
+        selects on, else ``val`` (an ImageFolder without ``test/``, user data without a test split)."""
+        if self.user_data is not None:
+            return "val" if self.user_data.test is None else "test"
+        return self.splits.test_split
+
+    @cached_property
+    def _user_splits(self) -> UserData | None:
+        if self._data is not None:
+            return self._data
+        if self.recipe.data.factory:
+            return user_data(resolve_factory(self.recipe.data.factory)())
+        return None
+
+    @cached_property
+    def user_data(self) -> UserData | None:
+        """The caller's or ``data.factory``'s splits, each checked against the input shape (None: the
+        recipe's dataset). Validation and test need labels; training needs them only to fine-tune."""
+        data = self._user_splits
+        if data is not None:
+            for name in ("train", "val", "test"):
+                if name != "test" or data.test is not None:
+                    check_split(name, self._user_loader(name, 2, False), self.input_shape, labels=name != "train")
+        return data
+
+    def _user_loader(self, split: str, batch_size: int, shuffle: bool, seed_offset: int = 0) -> DataLoader:
+        d = self.recipe.data
+        return as_loader(self._user_splits.split(split), batch_size, shuffle, self.recipe.seed + seed_offset, d.workers)
+
+    @cached_property
+    def example_input(self) -> torch.Tensor:
+        """The caller's example input, else two random inputs of the input shape."""
+        if self._example is not None:
+            return self._example
+        return torch.randn(2, *self.input_shape, generator=torch.Generator().manual_seed(self.recipe.seed))
+
+    @cached_property
+    def given_teacher(self) -> nn.Module | None:
+        """The teacher as the caller or ``teacher.factory`` gave it, checked on the example input
+        (None for a timm teacher)."""
+        model = self._teacher
+        if model is None and self.recipe.teacher.factory:
+            model = resolve_factory(self.recipe.teacher.factory)(**self.recipe.teacher.kwargs)
+            if not isinstance(model, nn.Module):
+                raise ModelError(f"teacher.factory {self.recipe.teacher.factory!r} returned {type(model).__name__}, not an nn.Module")
+        if model is not None:
+            check_forward(model, self.example_input)
+        return model
+
+    def check_given(self) -> None:
+        """Check a given teacher (its forward on the example input) and user data (each split's first
+        batch against the input shape and labels) now, so that bad input fails before any stage runs."""
+        _ = self.given_teacher, self.user_data
+
+    @cached_property
+    def teacher_inputs(self) -> list:
+        """What identifies a teacher given as a module: a hash of its structure and weights (a timm
+        teacher is named by the recipe's teacher section alone)."""
+        return [] if self.given_teacher is None else [model_fingerprint(self.given_teacher)]
+
+    @cached_property
+    def data_inputs(self) -> list:
+        """What identifies user data: the input shape and each split's fingerprint (the recipe's own
+        datasets are named by its data section alone)."""
+        if self.user_data is None:
+            return []
+        names = ["train", "val"] + (["test"] if self.user_data.test is not None else [])
+        return [list(self.input_shape), {n: split_fingerprint(self._user_loader(n, EVAL_BATCH, False)) for n in names}]
 
     def _timm_loader(self, split: str, batch_size: int, training: bool) -> DataLoader:
         d = self.recipe.data
@@ -66,9 +165,12 @@ class Context:
 
     def train_loader(self, seed_offset: int = 0):
         """Shuffled training batches; each torchrun process gets its own share. ImageFolder data
-        comes through timm's loader factory (its transforms, the teacher's preprocessing)."""
+        comes through timm's loader factory (its transforms, the teacher's preprocessing); a
+        caller's DataLoader is used as it is."""
         d = self.recipe.data
         seed = self.recipe.seed + seed_offset
+        if self.user_data is not None:
+            return self._user_loader("train", d.batch_size, True, seed_offset)
         if d.dataset == "imagefolder":
             return self._timm_loader("train", d.batch_size, training=True)
         if is_distributed():
@@ -78,39 +180,61 @@ class Context:
 
     def calibration_loader(self, batch_size: int):
         """Training images in a fixed order without augmentation: what int8 quantization calibrates on."""
+        if self.user_data is not None:
+            return in_order(self._user_loader("train", batch_size, False), batch_size)
         if self.recipe.data.dataset == "imagefolder":
             return self._timm_loader("train", batch_size, training=False)
         return make_loader(self.splits.train, batch_size, False, self.recipe.seed, self.recipe.data.workers)
 
     def eval_loader(self, split: str):
         """Batches of ``split`` in a fixed order, the whole split on every process."""
+        if self.user_data is not None:
+            return self._user_loader(split, EVAL_BATCH, False)
         if self.recipe.data.dataset == "imagefolder":
             return self._timm_loader(split, EVAL_BATCH, training=False)
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
 
     def augment(self):
-        """Tensor augmentation for the embedded digits (ImageFolder augments in its transforms).
+        """Tensor augmentation for the embedded digits (ImageFolder and user data augment in their transforms).
 
         It draws from torch's global stream, which the stages seed and training checkpoints save
         and restore, so a resumed run shifts its batches exactly as an uninterrupted one."""
-        if not (self.recipe.data.augment and self.recipe.data.dataset in ("digits", "digits_hard")):
+        d = self.recipe.data
+        if self.user_data is not None or not (d.augment and d.dataset in ("digits", "digits_hard")):
             return None
         return lambda x: random_shift(x, 2, None)
 
     @cached_property
+    def num_classes(self) -> int:
+        """Classes the teacher tells apart: its output width, else the data's."""
+        if self.given_teacher is not None:
+            return int(check_forward(self.given_teacher, self.example_input).shape[1])
+        if self.user_data is not None:
+            return count_classes(self.eval_loader("val"))
+        return self.splits.num_classes
+
+    @cached_property
     def model_desc(self) -> dict:
-        """How to rebuild the teacher's architecture: timm name, classes, channels, kwargs."""
+        """How to rebuild the teacher's architecture: timm name, classes, channels, kwargs; or the
+        factory that builds a teacher given as a module (``source: factory``)."""
         t = self.recipe.teacher
+        if self.given_teacher is not None:
+            return module_description(self.given_teacher, self.num_classes, self.input_shape[0], t.factory, t.kwargs)
         return {
             "name": t.model,
-            "num_classes": self.splits.num_classes,
-            "in_chans": self.splits.in_chans,
+            "num_classes": self.num_classes,
+            "in_chans": self.input_shape[0],
             "kwargs": dict(t.kwargs),
         }
 
-    @property
+    @cached_property
     def input_shape(self) -> tuple[int, ...]:
-        """Per-sample input shape of the network."""
+        """Per-sample input shape of the network: the example input's, the user data's, the recipe's."""
+        if self._example is not None:
+            return tuple(self._example.shape[1:])
+        if self._user_splits is not None:
+            x, _ = split_batch(next(iter(self._user_loader("train", 2, False))))
+            return tuple(x.shape[1:])
         size = self.recipe.data.image_size
         return (self.splits.in_chans, size, size)
 
@@ -119,10 +243,12 @@ class Context:
         """The trained teacher, in eval mode (written by the teacher stage)."""
         if not self.run.teacher_weights.is_file():
             raise RunDirError(f"{self.run.root} has no trained teacher; run `hant teacher {self.run.root}` first")
-        d = read_json(self.run.teacher_meta)["model"]
-        model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"])
-        model.load_state_dict(load_tensors(self.run.teacher_weights))
-        return model.eval()
+        if self.given_teacher is not None:
+            model = copy.deepcopy(self.given_teacher)
+        else:
+            d = read_json(self.run.teacher_meta)["model"]
+            model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"])
+        return load_file(model, self.run.teacher_weights, "run `hant teacher --force` again").eval()
 
     @cached_property
     def slots(self) -> list[Slot]:

@@ -1,18 +1,22 @@
 """A dry run: everything a recipe needs is checked in seconds, nothing is trained or measured."""
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from ..config import Recipe
-from ..data import load_splits
 from ..errors import ConfigError, HantError
 from ..latency.runtime import check_target
 from ..models import create_model
 from ..ops_zoo import build_zoo, find_plugins, list_families, load_plugins
 from ..slots import discover_slots
-from .context import one_class_warning
+from .context import Context, one_class_warning
+from .rundir import RunDir
 
 
 @dataclass
@@ -36,16 +40,13 @@ class DryRunReport:
         return sum(s["candidates"] for s in self.slots)
 
 
-def _prune_plan(recipe: Recipe, model: torch.nn.Module, slots: list, example: torch.Tensor) -> tuple[dict, dict[str, int]]:
+def _prune_plan(recipe: Recipe, model: nn.Module, slots: list, example: Tensor) -> tuple[dict, dict[str, int]]:
     """The prune section checked against the model: groups traced, widths enumerated, nothing measured."""
     from ..prune.groups import check_prunable, trace_groups
-    from ..prune.run import METHODS
     from ..prune.space import PruneSpace
 
-    if recipe.prune.method not in METHODS:
-        raise ConfigError(f"unknown prune.method {recipe.prune.method!r}; choose one of {list(METHODS)}")
     graph = trace_groups(model, example, [s.path for s in slots])
-    check_prunable(graph, recipe.teacher.model)
+    check_prunable(graph, recipe.teacher.model or type(model).__name__)
     try:
         space = PruneSpace(graph, slots, tuple(float(f) for f in recipe.prune.fractions), recipe.prune.divisor)
     except ValueError as e:
@@ -55,6 +56,14 @@ def _prune_plan(recipe: Recipe, model: torch.nn.Module, slots: list, example: to
     return plan, {s.name: len(space.slot_candidates(s)) for s in slots}
 
 
+def _size(loader: DataLoader) -> int | str:
+    """Samples in a loader's dataset (``?`` for an iterable dataset of unknown length)."""
+    try:
+        return len(loader.dataset)
+    except TypeError:
+        return "?"
+
+
 def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") -> DryRunReport:
     """Validate data, model, slots, zoo and target of ``recipe`` without training or measuring.
 
@@ -62,7 +71,8 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") 
     model is built with random weights to find its slots and their candidates (``pipeline="prune"``:
     its coupled channel groups and each slot's widths, from the recipe's ``prune:``). Plugins are
     imported only when ``allow_plugins``; otherwise only their existence is checked and the
-    families they would register are left out of the candidate count (with a warning).
+    families they would register are left out of the candidate count (with a warning). A recipe whose
+    teacher or data comes from a factory needs ``allow_plugins``: the factory is run to check it.
     """
     warnings: list[str] = []
     families = dict(recipe.zoo.families)
@@ -76,19 +86,29 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") 
             f"plugins {recipe.zoo.plugins} were not imported (they are code; pass --allow-plugins to run them), "
             f"so families {unknown} are not counted"
         )
-    splits = load_splits(recipe.data, recipe.seed)
-    if splits.num_classes < 2:
-        warnings.append(one_class_warning(recipe))
-    if recipe.teacher.checkpoint:
-        from pathlib import Path
-
-        if not Path(recipe.teacher.checkpoint).is_file():
-            raise HantError(f"teacher checkpoint {recipe.teacher.checkpoint!r} does not exist")
+    # the teacher and data as a run would see them; the run directory is never written, plugins are handled above
+    without_plugins = dataclasses.replace(recipe, zoo=dataclasses.replace(recipe.zoo, plugins=[]))
+    ctx = Context(without_plugins, RunDir(tempfile.gettempdir()), allow_plugins=allow_plugins)
+    if ctx.user_data is not None:
+        data = {"dataset": f"factory {recipe.data.factory}", "classes": ctx.num_classes,
+                **{n: _size(ctx.eval_loader(n)) for n in ("train", "val")},
+                "test": _size(ctx.eval_loader("test")) if ctx.test_split == "test" else None}
+    else:
+        splits = ctx.splits
+        if splits.num_classes < 2:
+            warnings.append(one_class_warning(recipe))
+        data = {"dataset": recipe.data.dataset, "classes": splits.num_classes,
+                "train": len(splits.train), "val": len(splits.val),
+                "test": len(splits.test) if splits.test_split == "test" else None}
+    if recipe.teacher.checkpoint and not Path(recipe.teacher.checkpoint).is_file():
+        raise HantError(f"teacher checkpoint {recipe.teacher.checkpoint!r} does not exist")
     t = recipe.teacher
-    model = create_model(t.model, splits.num_classes, splits.in_chans, t.kwargs, pretrained=False).eval()
-    size = recipe.data.image_size
-    input_shape = (splits.in_chans, size, size)
-    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
+    if ctx.given_teacher is not None:
+        model = ctx.given_teacher.eval()
+    else:
+        model = create_model(t.model, ctx.num_classes, ctx.input_shape[0], t.kwargs, pretrained=False).eval()
+    input_shape = ctx.input_shape
+    example = ctx.example_input
     slots = discover_slots(model, example, recipe.slots.patterns or None)
     prune, counts = None, {}
     if pipeline == "prune":
@@ -96,16 +116,10 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") 
     else:
         counts = {name: len(specs) for name, specs in build_zoo(model, slots, families).items()}
     report = DryRunReport(
-        model=t.model,
+        model=t.factory or t.model,
         parameters=sum(p.numel() for p in model.parameters()),
         input_shape=input_shape,
-        data={
-            "dataset": recipe.data.dataset,
-            "classes": splits.num_classes,
-            "train": len(splits.train),
-            "val": len(splits.val),
-            "test": len(splits.test),
-        },
+        data=data,
         slots=[
             {"name": s.name, "kind": s.kind, "in_shape": s.in_shape, "out_shape": s.out_shape, "candidates": counts[s.name]}
             for s in slots

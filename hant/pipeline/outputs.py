@@ -87,7 +87,7 @@ def check_search(run: RunDir) -> None:
 def check_finetune(run: RunDir) -> None:
     _has_keys(run.student_dir / "arch.json", "format", "model")
     _tensors(run.student_dir / "weights.safetensors")
-    _has_keys(run.student_metrics, "test_accuracy")
+    _has_keys(run.student_metrics, "val_accuracy")
 
 
 def check_report(run: RunDir) -> None:

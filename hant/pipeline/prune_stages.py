@@ -26,6 +26,7 @@ from . import outputs
 from .context import Context
 from .report import write_report
 from .runner import STAGES, Stage
+from .stages import held_out_accuracy
 
 __all__ = ["PRUNE_STAGES"]
 
@@ -100,8 +101,7 @@ def stage_prune_finetune(ctx: Context) -> dict:
         kept, val_acc = "pruned", pruned_acc
         model.load_state_dict(pruned_state)
     model = model.cpu().eval()
-    test_acc = evaluate(model, ctx.eval_loader("test"))
-    summary = {"pruned_val_accuracy": pruned_acc, "val_accuracy": val_acc, "test_accuracy": test_acc, "kept": kept}
+    summary = {"pruned_val_accuracy": pruned_acc, **held_out_accuracy(ctx, model, val_acc), "kept": kept}
     if is_main():
         save_pruned(model, ctx.run.student_dir, ctx.model_desc, [s.path for s in ctx.slots], record["counts"],
                     ctx.input_shape, {"recipe": ctx.recipe.name, "method": record["method"]}, plugins=ctx.recipe.zoo.plugins)
@@ -125,7 +125,8 @@ def stage_prune_report(ctx: Context) -> dict:
     measured = measure([("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)], target, **timing)
     test = ctx.eval_loader("test")
     teacher_acc, student_acc = evaluate(teacher, test), evaluate(student, test)
-    if not math.isclose(student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
+    split = ctx.test_split
+    if not math.isclose(student_acc, read_json(ctx.run.student_metrics)[f"{split}_accuracy"], abs_tol=1e-6):
         raise HantError("the reloaded pruned student's accuracy differs from the fine-tuned one; the saved student is broken")
     teacher_ms, student_ms = measured["teacher"].median_ms, measured["student"].median_ms
     limit = record["budget_fraction"] * teacher_ms
@@ -134,6 +135,7 @@ def stage_prune_report(ctx: Context) -> dict:
     report = {
         "recipe": ctx.recipe.name,
         "target": target.to_dict(),
+        "accuracy_split": split,
         "teacher": {"model": ctx.model_desc["name"], "accuracy": teacher_acc, "torch_float32_accuracy": teacher_acc,
                     "latency_ms": teacher_ms, "latency_iqr_ms": [measured["teacher"].q1_ms, measured["teacher"].q3_ms]},
         "student": {"accuracy": student_acc, "torch_float32_accuracy": student_acc, "precision": target.dtype,

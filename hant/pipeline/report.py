@@ -1,14 +1,19 @@
 """The run's report: ``report.json`` for machines, ``report.md`` for people."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..io import read_json, write_json, write_text
 from ..ops_zoo import CandidateSpec
+from ..plots import plot_pareto
 from ..tracking import Tracker
 from .rundir import RunDir
 
 PLOT_NAME = "pareto.png"
+ACCURACY_SPLIT = {
+    "test": "accuracy on the test split, which no stage selects on:",
+    "val": "accuracy on the validation split, which chose the best epoch, since the data has no test/ split "
+    "(an optimistic estimate; give the ImageFolder a test/ split for an unbiased one):",
+}
+"""How the report names the split its accuracies are on (``report.json``'s ``accuracy_split``)."""
 
 
 def render_markdown(report: dict) -> str:
@@ -20,7 +25,8 @@ def render_markdown(report: dict) -> str:
         f"Target: {report['target']['device']} / {report['target']['backend']} / {report['target']['dtype']}, "
         f"batch {report['target']['batch_size']}, {report['target']['threads']} thread(s).",
         "",
-        "Accuracy and latency as the target runs each network (one interleaved measurement):",
+        "Accuracy and latency as the target runs each network (one interleaved measurement); "
+        + ACCURACY_SPLIT[report.get("accuracy_split", "test")],
         "",
         "| | precision | accuracy (%) | latency (ms) | predicted (ms) |",
         "|---|---|---|---|---|",
@@ -86,36 +92,6 @@ def report_points(report: dict, label: str = "student") -> list[dict]:
         {"label": "teacher", "latency_ms": t["latency_ms"], "predicted_ms": None, "accuracy": t["accuracy"]},
         {"label": label, "latency_ms": s["latency_ms"], "predicted_ms": s["predicted_latency_ms"], "accuracy": s["accuracy"]},
     ]
-
-
-def plot_pareto(points: list[dict], path: Path, title: str) -> None:
-    """Accuracy against measured latency (filled) and predicted latency (hollow, joined to its
-    measurement), written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for p in points:
-        teacher = p["label"] == "teacher"
-        ax.scatter(p["latency_ms"], p["accuracy"], marker="*" if teacher else "o", s=120 if teacher else 40,
-                   color="black" if teacher else "tab:blue", zorder=3)
-        ax.annotate(p["label"], (p["latency_ms"], p["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        if p.get("predicted_ms") is not None:
-            ax.scatter(p["predicted_ms"], p["accuracy"], facecolors="none", edgecolors="tab:orange", s=40, zorder=3)
-            ax.plot([p["predicted_ms"], p["latency_ms"]], [p["accuracy"]] * 2, color="tab:orange", lw=0.8, zorder=2)
-    ax.scatter([], [], color="tab:blue", label="student, measured")
-    ax.scatter([], [], facecolors="none", edgecolors="tab:orange", label="student, predicted")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def write_report(run: RunDir, report: dict) -> None:

@@ -3,7 +3,8 @@
 A stage's fingerprint hashes the part of the recipe it reads and the content of the files its
 upstream stages wrote; a stage is skipped when its outputs exist and the fingerprint matches
 the one recorded when it last finished, and its outputs pass the stage's check (they parse and
-are complete: ``outputs.py``). So a killed run resumes, a changed setting re-runs exactly the
+are complete: ``outputs.py``). A teacher or data given as Python objects (``hant.optimize``, the
+recipe's factories) enter as hashes of their content (``Context.teacher_inputs``, ``data_inputs``). So a killed run resumes, a changed setting re-runs exactly the
 stages it affects, and a damaged output is redone rather than trusted.
 """
 from __future__ import annotations
@@ -47,12 +48,12 @@ STAGES: dict[str, Stage] = {
         Stage(
             "teacher",
             (),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher],
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher, *c.teacher_inputs, *c.data_inputs],
             lambda r: [r.teacher_weights, r.teacher_meta],
             stages.stage_teacher,
             outputs.check_teacher,
         ),
-        Stage("slots", ("teacher",), lambda c: [c.recipe.slots, c.recipe.data.image_size], lambda r: [r.slots], stages.stage_slots, outputs.check_slots),
+        Stage("slots", ("teacher",), lambda c: [c.recipe.slots, c.recipe.data.image_size, *c.data_inputs], lambda r: [r.slots], stages.stage_slots, outputs.check_slots),
         Stage("zoo", ("slots",), lambda c: [c.recipe.zoo], lambda r: [r.zoo], stages.stage_zoo, outputs.check_zoo),
         Stage(
             "profile",
@@ -65,7 +66,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "distill",
             ("teacher", "zoo"),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill, *scoring_runtime(c)],
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill, *c.data_inputs, *scoring_runtime(c)],
             lambda r: [r.scores],
             stages.stage_distill,
             outputs.check_distill,
@@ -74,7 +75,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "finetune",
             ("search",),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune],
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune, *c.data_inputs],
             lambda r: [r.student_dir / "arch.json", r.student_dir / "weights.safetensors", r.student_metrics],
             stages.stage_finetune,
             outputs.check_finetune,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import RunDirError
 from ..io import write_json
+from ..plots import plot_front
 from ..search.sweep import sweep
 from .context import Context
 from .stages import latency_table, selection_problem, reference_teacher_ms
@@ -60,30 +61,3 @@ def sweep_run(
     plot_front(front, png_path)
     log.info("wrote %s and %s", json_path, png_path)
     return front
-
-
-def plot_front(front: dict, path: Path) -> None:
-    """Total score against predicted latency, one marker per budget, with the teacher's latency marked."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    solved = [p for p in front["points"] if p["status"] != "infeasible"]
-    fig = Figure(figsize=(6.4, 4.2), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.step(
-        [p["predicted_latency_ms"] for p in solved], [p["total_score"] for p in solved],
-        where="post", marker="o", color="tab:blue", label="optimal selection per budget",
-    )
-    for p in solved:
-        ax.annotate(f"{p['budget_fraction']:.2f}", (p["predicted_latency_ms"], p["total_score"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7, color="tab:gray")
-    ax.axvline(front["teacher_ms"], color="tab:red", linestyle="--", linewidth=1, label="teacher")
-    ax.set_xlabel("predicted latency (ms)")
-    ax.set_ylabel("total score (lower is better)")
-    ax.set_title(f"Pareto front ({front['backend']}; labels: budget / teacher latency)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)

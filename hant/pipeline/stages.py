@@ -4,6 +4,7 @@ Each returns a small summary dict that the runner stores in the stage's record.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -23,12 +24,14 @@ from ..io import hash_obj, read_json, save_tensors, write_json
 from ..latency import LatencyCache, LatencyTable, LatencyTarget, device_fingerprint, measure, profile_network
 from ..latency.target import BACKEND_DTYPES
 from ..latency.fit import fit_measured
-from ..models import create_model, load_weights
+from ..models import create_model
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
-from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
+from ..search import CHANGED, CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
+from ..user_data import check_split
+from ..weights import load_weights
 from .calibration_data import needs_calibration, run_precisions, task_calibration
 from .context import Context
 from .profiling import slot_options
@@ -44,10 +47,16 @@ def stage_teacher(ctx: Context) -> dict:
     cfg = ctx.recipe.teacher
     d = ctx.model_desc
     torch.manual_seed(ctx.recipe.seed)
-    model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
+    given = ctx.given_teacher
+    if given is not None:
+        model = copy.deepcopy(given)
+    else:
+        model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
     if cfg.checkpoint:
         load_weights(model, cfg.checkpoint)
         source = f"checkpoint {cfg.checkpoint}"
+    elif given is not None:
+        source = f"the module given or built by {cfg.factory}"
     elif cfg.pretrained:
         source = "timm pretrained weights"
     else:
@@ -62,20 +71,25 @@ def stage_teacher(ctx: Context) -> dict:
             seed=ctx.recipe.seed,
         )
         source = "trained by this recipe"
-    val_acc = evaluate(model, ctx.eval_loader("val"))
-    test_acc = evaluate(model, ctx.eval_loader("test"))
+    accuracy = held_out_accuracy(ctx, model, evaluate(model, ctx.eval_loader("val")))
     if is_main():
         save_tensors(ctx.run.teacher_weights, model.state_dict())
-        meta = {"model": d, "source": source, "val_accuracy": val_acc, "test_accuracy": test_acc}
-        write_json(ctx.run.teacher_meta, meta)
-    return {"val_accuracy": val_acc, "test_accuracy": test_acc, "source": source}
+        write_json(ctx.run.teacher_meta, {"model": d, "source": source, **accuracy})
+    return {**accuracy, "source": source}
+
+
+def held_out_accuracy(ctx: Context, model: torch.nn.Module, val_accuracy: float) -> dict:
+    """``val_accuracy``, and ``test_accuracy`` where the data has a test split no stage selects on (an
+    ImageFolder without ``test/`` or user data without one has none: its accuracies are val ones and
+    are called so)."""
+    if ctx.test_split == "val":
+        return {"val_accuracy": val_accuracy}
+    return {"val_accuracy": val_accuracy, "test_accuracy": evaluate(model, ctx.eval_loader("test"))}
 
 
 def stage_slots(ctx: Context) -> dict:
     """Find the teacher's replaceable blocks and their shapes."""
-    generator = torch.Generator().manual_seed(ctx.recipe.seed)
-    example = torch.randn(2, *ctx.input_shape, generator=generator)
-    slots = discover_slots(ctx.teacher, example, ctx.recipe.slots.patterns or None)
+    slots = discover_slots(ctx.teacher, ctx.example_input, ctx.recipe.slots.patterns or None)
     write_json(ctx.run.slots, slots_to_json(slots))
     return {"slots": len(slots)}
 
@@ -308,7 +322,7 @@ def stage_search(ctx: Context) -> dict:
         "measured_ms": last["measured_student_ms"],
         "measured_limit_ms": limit,
         "within_budget": within,
-        "changed_slots": sum(1 for k in selection.choices.values() if k != "keep"),
+        "changed_slots": selection.extras[CHANGED],
     }
 
 
@@ -316,6 +330,8 @@ def stage_finetune(ctx: Context) -> dict:
     """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD;
     the better of the assembled and the fine-tuned student on validation is saved (``kept``)."""
     cfg = ctx.recipe.finetune
+    if ctx.user_data is not None:
+        check_split("train", ctx.train_loader(seed_offset=2), ctx.input_shape, labels=True)
     selection = read_json(ctx.run.selection)
     specs = _specs(ctx, selection["choices"])
     student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
@@ -344,17 +360,16 @@ def stage_finetune(ctx: Context) -> dict:
             "fine-tuning lowered validation accuracy (%.2f %% -> %.2f %%); keeping the assembled student",
             assembled_acc, result.best_val_accuracy,
         )
-    test_acc = evaluate(student, ctx.eval_loader("test"))
+    accuracy = held_out_accuracy(ctx, student, val_acc)
     metrics = {
         "assembled_val_accuracy": assembled_acc,
         "finetuned_val_accuracy": result.best_val_accuracy,
         "kept": kept,
-        "val_accuracy": val_acc,
-        "test_accuracy": test_acc,
+        **accuracy,
         "best_epoch": result.best_epoch,
         "history": result.history,
     }
-    summary = {"assembled_val_accuracy": assembled_acc, "val_accuracy": val_acc, "test_accuracy": test_acc, "kept": kept}
+    summary = {"assembled_val_accuracy": assembled_acc, **accuracy, "kept": kept}
     if not is_main():
         return summary
     save_student(
@@ -444,7 +459,8 @@ def stage_report(ctx: Context) -> dict:
     table = latency_table(ctx)
     test = ctx.eval_loader("test")
     torch_teacher_acc, torch_student_acc = evaluate(teacher, test), evaluate(student, test)
-    if not math.isclose(torch_student_acc, read_json(ctx.run.student_metrics)["test_accuracy"], abs_tol=1e-6):
+    split = ctx.test_split
+    if not math.isclose(torch_student_acc, read_json(ctx.run.student_metrics)[f"{split}_accuracy"], abs_tol=1e-6):
         raise HantError("the reloaded student's accuracy differs from the fine-tuned one; the saved student is broken")
     teacher_acc = deployed_accuracy(ctx, teacher, PrecisionPlan(target.dtype), "teacher", images)
     student_acc = deployed_accuracy(ctx, student, plan, "student", images)
@@ -453,6 +469,7 @@ def stage_report(ctx: Context) -> dict:
     report = {
         "recipe": ctx.recipe.name,
         "target": target.to_dict(),
+        "accuracy_split": split,
         "teacher": {
             "model": ctx.model_desc["name"],
             "accuracy": teacher_acc,
@@ -470,7 +487,7 @@ def stage_report(ctx: Context) -> dict:
             "latency_iqr_ms": [measured["student"].q1_ms, measured["student"].q3_ms],
             "predicted_latency_ms": selection["predicted_latency_ms"],
             "speedup": teacher_ms / student_ms,
-            "changed_slots": sum(1 for k in selection["choices"].values() if k != "keep"),
+            "changed_slots": selection["extras"][CHANGED],
         },
         "budget_ms": limit,
         "budget_fraction": limit / teacher_ms,

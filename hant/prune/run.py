@@ -4,13 +4,14 @@ call these; fine-tuning is left to the caller (every method of a comparison gets
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..config import Recipe
+from ..config import PruneMethod, Recipe
 from ..errors import ConfigError
 from ..slots import Slot
 from .groups import check_prunable, trace_groups
@@ -23,7 +24,7 @@ from .verify import fit_to_fraction
 
 __all__ = ["METHODS", "PruneResult", "build_space", "prune_to_budget"]
 
-METHODS = ("halp", "splamp")
+METHODS = typing.get_args(PruneMethod)
 
 
 @dataclass

@@ -8,14 +8,13 @@ from torch import nn
 
 from ..errors import PluginError
 from ..io import load_tensors, read_json, save_tensors, write_json
-from ..models import create_model
+
 from ..ops_zoo import load_plugins
-from ..student import PRUNED_FORMAT
+from ..student import PRUNED_FORMAT, teacher_architecture
 from .apply import first_channels, pruned_copy
 from .groups import trace_groups
 
 __all__ = ["PRUNED_FORMAT", "load_pruned", "save_pruned"]
-
 
 def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list[str], counts: dict[str, int],
                 input_shape: tuple[int, ...], metadata: dict | None = None, plugins: list[str] | None = None) -> None:
@@ -29,7 +28,6 @@ def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list
                                     "plugins": [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins or []],
                                     **(metadata or {})})
 
-
 def load_pruned(path: Path, allow_plugins: bool = False) -> nn.Module:
     """The saved pruned network, in eval mode: the teacher's architecture cut to the saved widths
     (``hant.load_student`` also reads it). Plugins it names run only with ``allow_plugins``."""
@@ -39,8 +37,7 @@ def load_pruned(path: Path, allow_plugins: bool = False) -> nn.Module:
             raise PluginError(f"{Path(path) / 'arch.json'} names plugins {arch['plugins']}, which are Python code run "
                               "on import; read them, then pass allow_plugins=True (CLI: --allow-plugins) if you trust them")
         load_plugins(arch["plugins"])
-    d = arch["model"]
-    net = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"]).eval()
+    net = teacher_architecture(arch["model"], Path(path) / "arch.json", allow_plugins).eval()
     graph = trace_groups(net, torch.zeros(2, *arch["input_shape"]), arch["slot_paths"], check=False)
     net = pruned_copy(net, graph.groups, first_channels(arch["counts"]))
     net.load_state_dict(load_tensors(Path(path) / "weights.safetensors"))

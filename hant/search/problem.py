@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 LATENCY = "latency_ms"
 """Name of the latency row in messages and in a Selection's totals."""
 CHANGED = "changed_slots"
-"""Name of the ``max_changed`` row: slots whose choice is not their first ("keep") candidate."""
+"""Name of the ``max_changed`` row: the number of changed slots (see :func:`changed_slots`)."""
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,10 @@ class Selection:
     @classmethod
     def from_dict(cls, d: dict) -> "Selection":
         return cls(**d)
+
+
+def changed_slots(problem: Problem, choices: Mapping[str, str]) -> int:
+    """How many slots are changed: their choice is not their first candidate (in a zoo's problem, the
+    teacher's own block in the target's precision, ``keep``). The one meaning of a changed slot, for
+    ``max_changed``, the search's answers and the report."""
+    return sum(1 for slot in problem.slots if slot.candidates and choices.get(slot.name) != slot.candidates[0].key)

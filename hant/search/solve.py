@@ -6,21 +6,23 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 
 from ..errors import InfeasibleBudgetError, SearchError
 from .arrays import CostTable, selection_totals, smallest_totals, tabulate
 from .presolve import presolve
-from .problem import CHANGED, LATENCY, Problem, Selection
+from .problem import CHANGED, LATENCY, Problem, Selection, changed_slots
 from .raw import ModelInfeasible, RawResult
 from .reduce import undominated
 from .scaling import ScaledProblem, scale_table
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("cpsat", "scip", "cbc")
+SearchBackend = Literal["cpsat", "scip", "cbc"]
+"""The solvers: OR-Tools CP-SAT, OR-Tools MIP (SCIP) and PuLP (CBC)."""
+BACKENDS: tuple[str, ...] = get_args(SearchBackend)
 """Solver backends by name; ``cpsat`` is the default."""
 
 _BACKEND_FUNCTIONS = {"cpsat": "solve_cpsat", "scip": "solve_scip", "cbc": "solve_cbc"}
@@ -149,8 +151,10 @@ def solve(
     totals, score = selection_totals(table, flat)
     extras["totals"] = dict(zip(table.row_names, totals))
     extras["lower_bound"] = score if lower is None else lower
+    choices = {slot.name: slot.candidates[int(i - table.starts[s])].key for s, (slot, i) in enumerate(zip(problem.slots, flat))}
+    extras[CHANGED] = changed_slots(problem, choices)
     selection = Selection(
-        choices={slot.name: slot.candidates[int(i - table.starts[s])].key for s, (slot, i) in enumerate(zip(problem.slots, flat))},
+        choices=choices,
         predicted_latency_ms=totals[0],
         total_score=score,
         status=status,

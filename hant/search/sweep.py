@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InfeasibleBudgetError, SearchError
-from .problem import Problem, Selection
+from .problem import CHANGED, Problem, Selection
 from .solve import solve
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SweepPoint:
             status=sel.status,
             gap=sel.gap,
             solve_seconds=sel.solve_seconds,
-            changed_slots=sel.extras.get("changed_slots"),
+            changed_slots=sel.extras[CHANGED],
             selection=sel.choices,
         )
         if reference_ms:
@@ -67,7 +67,6 @@ def sweep(
     for b in budgets_ms:
         if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
             raise SearchError(f"sweep budget {b!r} must be a positive number of milliseconds")
-    firsts = {slot.name: slot.candidates[0].key for slot in problem.slots if slot.candidates}
     points: list[SweepPoint] = []
     previous: dict[str, str] | None = None
     for budget in sorted(budgets_ms):
@@ -81,7 +80,6 @@ def sweep(
         except InfeasibleBudgetError as exc:
             points.append(SweepPoint(float(budget), None, str(exc), exc.min_latency_ms))
             continue
-        sel.extras["changed_slots"] = sum(1 for name, key in sel.choices.items() if key != firsts.get(name))
         points.append(SweepPoint(float(budget), sel))
         previous = sel.choices
         log.info("sweep: budget %.4f ms -> score %.6g at %.4f ms", budget, sel.total_score, sel.predicted_latency_ms)

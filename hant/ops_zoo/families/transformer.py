@@ -112,18 +112,33 @@ def _with_importance(params: Iterable[dict], importance: str | tuple[str, ...]) 
 
 
 class _VitFamily(CandidateFamily):
+    """A family of cut-down ViT blocks; ``role`` (a class keyword) is the part of the block it cuts,
+    which the block must have for the family to apply."""
+
     teacher_derived = True
     role = ""
+
+    def __init_subclass__(cls, role: str = "", **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.role = role or cls.role
 
     def applies_to(self, teacher_block: nn.Module) -> bool:
         return is_vit_block(teacher_block) and bool(prune_plans(teacher_block, (self.role,)))
 
 
-@register_family("mlp_ratio")
-class MlpRatio(_VitFamily):
-    """The teacher's ViT block with a smaller MLP: ``ratio`` × the embedding width hidden units."""
+class _OneRole(_VitFamily):
+    """Cuts ``role`` only, to the units :meth:`units` reads from a spec, keeping the most important."""
 
-    role = "mlp"
+    def units(self, spec: CandidateSpec, teacher_block: nn.Module) -> int:
+        raise NotImplementedError
+
+    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
+        return _build(teacher_block, self.role, self.units(spec, teacher_block), spec.params["importance"], derive_pruned)
+
+
+@register_family("mlp_ratio")
+class MlpRatio(_OneRole, role="mlp"):
+    """The teacher's ViT block with a smaller MLP: ``ratio`` × the embedding width hidden units."""
 
     def candidates(
         self,
@@ -135,16 +150,13 @@ class MlpRatio(_VitFamily):
         sizes = _smaller_ratios(slot.in_shape[-1], _hidden(teacher_block), ratios)
         return _with_importance(({"ratio": r} for r in sizes), importance)
 
-    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
-        units = int(round(spec.params["ratio"] * spec.signature.in_shape[-1]))
-        return _build(teacher_block, "mlp", units, spec.params["importance"], derive_pruned)
+    def units(self, spec: CandidateSpec, teacher_block: nn.Module) -> int:
+        return int(round(spec.params["ratio"] * spec.signature.in_shape[-1]))
 
 
 @register_family("fewer_heads")
-class FewerHeads(_VitFamily):
+class FewerHeads(_OneRole, role="heads"):
     """The teacher's ViT block with only ``heads`` of its attention heads (the most important)."""
-
-    role = "heads"
 
     def candidates(
         self,
@@ -157,9 +169,8 @@ class FewerHeads(_VitFamily):
         counts = _head_counts(teacher_block.attn.num_heads, heads)
         return _with_importance(({"heads": h} for h in counts), importance)
 
-    def build(self, spec: CandidateSpec, teacher_block: nn.Module | None = None) -> nn.Module:
-        count = spec.params["heads"] * teacher_block.attn.head_dim
-        return _build(teacher_block, "heads", count, spec.params["importance"], derive_pruned)
+    def units(self, spec: CandidateSpec, teacher_block: nn.Module) -> int:
+        return spec.params["heads"] * teacher_block.attn.head_dim
 
 
 def _build_slim(teacher: nn.Module, heads: int, units: int, importance: str) -> nn.Module:
@@ -171,11 +182,9 @@ def _build_slim(teacher: nn.Module, heads: int, units: int, importance: str) -> 
 
 
 @register_family("slim_vit")
-class SlimVit(_VitFamily):
+class SlimVit(_VitFamily, role="heads"):
     """The teacher's ViT block with both fewer attention heads and a smaller MLP (each strictly
     below the teacher's; one alone is ``fewer_heads`` or ``mlp_ratio``)."""
-
-    role = "heads"
 
     def applies_to(self, teacher_block: nn.Module) -> bool:
         return super().applies_to(teacher_block) and bool(prune_plans(teacher_block, ("mlp",)))
@@ -207,11 +216,9 @@ def derive_mlp_only(teacher: nn.Module, plans: Sequence[PrunePlan], keeps: Seque
 
 
 @register_family("mlp_only")
-class MlpOnly(_VitFamily):
+class MlpOnly(_VitFamily, role="mlp"):
     """The teacher's ViT block with the attention branch removed; the MLP keeps ``ratio`` × the
     embedding width hidden units (the teacher's own ratio keeps it whole)."""
-
-    role = "mlp"
 
     def candidates(
         self,

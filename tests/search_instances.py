@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 
-from .problem import CandidateCost, Problem, SlotChoices
+from hant.search import CandidateCost, Problem, SlotChoices
 
 
 def _with_budget(slots: list[SlotChoices], fraction: float, fixed: float) -> Problem:

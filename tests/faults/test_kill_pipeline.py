@@ -1,0 +1,104 @@
+"""The SIGKILL matrix over the pipeline's stages after the zoo: each stage's command, killed at a
+random moment inside that stage and run again, must finish, skip every stage before it, and leave
+outputs complete enough that a third run finds every stage up to date. (``hant run`` killed
+anywhere is the same case: it runs these commands' stages in order.)"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hant.config import recipe_from_dict
+from hant.pipeline import Context, RunDir, run_stages
+from tests.tiny import tiny_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+KILLED_STAGES = ("profile", "distill", "search", "finetune", "report")
+
+
+def _hant(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hant.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*args: str) -> str:
+    proc = _hant(*args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory) -> tuple[Path, dict[str, tuple[Path, float]]]:
+    """The recipe file, and per stage after the zoo: a run directory holding every stage before it
+    and the seconds that stage took uninterrupted."""
+    tmp = tmp_path_factory.mktemp("kill-pipeline")
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(teacher={"train": {"epochs": 1, "lr": 0.1}}, profile={"time_budget_s": 2})))
+    base = tmp / "base"
+    base.mkdir()
+    _finish("zoo", str(base), "--recipe", str(recipe))
+    taken = {}
+    for stage in KILLED_STAGES:
+        shutil.copytree(base, tmp / f"before-{stage}")
+        out = _finish(stage, str(base), "--recipe", str(recipe))
+        done = re.search(rf"^\[{stage}\] done in ([0-9.]+) s", out, re.MULTILINE)
+        assert done, out
+        taken[stage] = (tmp / f"before-{stage}", float(done.group(1)))
+    return recipe, taken
+
+
+def _kill_inside(stage: str, recipe: Path, run: Path, delay_s: float) -> bool:
+    """Run the pipeline up to ``stage`` and SIGKILL it ``delay_s`` after that stage starts; False
+    if it ended first."""
+    proc = _hant(stage, str(run), "--recipe", str(recipe))
+    started = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stdout:
+            if line.startswith(f"[{stage}] running"):
+                started.set()
+        started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(timeout=300), f"[{stage}] never started"
+    try:
+        proc.wait(timeout=delay_s)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+@pytest.mark.parametrize("stage", KILLED_STAGES)
+def test_pipeline_killed_inside_a_stage_resumes_and_completes(snapshots, tmp_path, stage):
+    recipe, taken = snapshots
+    before, seconds = taken[stage]
+    run = tmp_path / "run"
+    shutil.copytree(before, run)
+    delay = random.Random().uniform(0.1, 0.7) * seconds
+    assert _kill_inside(stage, recipe, run, delay), f"[{stage}] finished within {delay:.2f} s; nothing was killed"
+
+    resumed = _finish(stage, str(run), "--recipe", str(recipe))
+    rerun = re.findall(r"^\[(\w+)\] running", resumed, re.MULTILINE)
+    assert rerun == [stage], f"after a kill in {stage}, the resume ran {rerun}:\n{resumed}"
+    assert f"[{stage}] done" in resumed, resumed
+
+    events = []
+    ctx = Context(recipe_from_dict(yaml.safe_load(recipe.read_text())), RunDir(run))
+    run_stages(ctx, stage, on_event=lambda name, event, info: events.append((name, event)))
+    assert all(event == "skipped" for _, event in events), f"incomplete after the resume: {events}"
