@@ -8,7 +8,6 @@ from torch import nn
 
 from ..errors import PluginError
 from ..io import load_tensors, read_json, save_tensors, write_json
-
 from ..ops_zoo import load_plugins
 from ..student import PRUNED_FORMAT, teacher_architecture
 from .apply import first_channels, pruned_copy
@@ -27,6 +26,7 @@ def save_pruned(model: nn.Module, path: Path, model_desc: dict, slot_paths: list
                                     "counts": counts, "input_shape": list(input_shape),
                                     "plugins": [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins or []],
                                     **(metadata or {})})
+
 
 def load_pruned(path: Path, allow_plugins: bool = False) -> nn.Module:
     """The saved pruned network, in eval mode: the teacher's architecture cut to the saved widths
