@@ -45,6 +45,7 @@ def test_prune_command(tmp_path, capsys, method: str) -> None:
         assert [s["step"] for s in record["steps"]] == [0, 1]
     report = json.loads((run / "report.json").read_text())
     assert report["search"]["backend"] == f"prune:{method}" and report["student"]["changed_slots"] > 0
+    assert all(row["score"] >= 0 for row in report["slots"])  # the importance each slot's cut removed
     net = load_student(run / "student")  # hant.load_student reads pruned networks too
     assert net(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     capsys.readouterr()

@@ -20,7 +20,7 @@ from ..io import read_json, write_json
 from ..latency import device_fingerprint, fingerprint_id, measure
 from ..prune.run import build_space, prune_to_budget
 from ..prune.save import load_pruned, save_pruned
-from ..prune.space import PruneSpace
+from ..prune.space import PruneSpace, removed_importance
 from ..student import load_student
 from . import outputs
 from .context import Context
@@ -75,6 +75,8 @@ def stage_prune(ctx: Context) -> dict:
         "slots": {s.name: {g: result.counts[g] for g in (*space.slot_streams(s), *space.inner(s))} for s in ctx.slots},
         "slot_ms": {s.name: space.slot_ms(s, {g: result.counts[g] for g in (*space.slot_streams(s), *space.inner(s))})
                     for s in ctx.slots},
+        "slot_scores": {s.name: sum(removed_importance(result.scores[g], result.counts[g]) for g in space.inner(s))
+                        for s in ctx.slots},
         "teacher_slot_ms": {s.name: space.slot_ms(s, {g: space.full_counts()[g] for g in (*space.slot_streams(s), *space.inner(s))})
                             for s in ctx.slots},
     }
@@ -151,7 +153,8 @@ def stage_prune_report(ctx: Context) -> dict:
         "prune": {"method": record["method"], "counts": record["counts"], "full_counts": full, "steps": record["steps"]},
         "selection": selection,
         "slots": [{"slot": s, "candidate": selection[s], "precision": target.dtype, "latency_ms": record["slot_ms"][s],
-                   "teacher_latency_ms": record["teacher_slot_ms"][s], "score": float("nan")} for s in selection],
+                   "teacher_latency_ms": record["teacher_slot_ms"][s], "score": record["slot_scores"][s]}
+                  for s in selection],
         "stage_seconds": {**ctx.run.stage_seconds(), "report": time.perf_counter() - started},
     }
     write_report(ctx.run, report)

@@ -41,6 +41,8 @@ class HalpSchedule:
     kd_alpha: float = 0.7
     kd_temperature: float = 4.0
     history: list[dict] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    """The importance the last step pruned by (group -> one score per channel it then had)."""
 
 
 def step_targets(start_ms: float, budget_ms: float, steps: int) -> list[float]:
@@ -106,6 +108,7 @@ def halp_prune(
         loss = _train_interval(state.model, loader, sched, teacher_on_device, augment, saliency, device)
         state.model.cpu()
         scores = saliency.scores()
+        sched.scores = scores
         limits = state.counts(names)
 
         def build(b: float, state: PruningState = state, scores: dict = scores, limits: dict = limits) -> PruningState:

@@ -36,6 +36,8 @@ class PruneResult:
     predicted_ms: float
     fit_rounds: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The importance the widths were chosen by (group -> per-channel scores)."""
 
 
 def build_space(
@@ -93,10 +95,10 @@ def prune_to_budget(
                              weight_decay=ft.weight_decay, kd_alpha=ft.kd_alpha, kd_temperature=ft.kd_temperature)
         model = halp_prune(teacher, space, example, train_loader, fraction * space.predicted_teacher_ms, sched,
                            augment=augment, fit_last=fit, device=device)
-        history = sched.history
+        history, scores = sched.history, sched.scores
     else:
         scores = lamp_filter_scores(teacher, space.graph.groups.values())
         base = PruningState(teacher, example, paths)
         model = fit(lambda b: base.cut(scores, splamp_counts(space, scores, b)).model)
     counts = PruningState(model, example, paths).counts(names)
-    return PruneResult(model, counts, space.predict_ms(counts), rounds, history)
+    return PruneResult(model, counts, space.predict_ms(counts), rounds, history, scores)
