@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from torch import nn
 
-from ..prune.importance import WEIGHT_CRITERIA
-from .prune_ops import channel_dim
+from ..prune.importance import BLOCK_CRITERIA, WEIGHT_CRITERIA, ActivationSite, output_taylor_importance
 
 if TYPE_CHECKING:
     from .pruning import PrunePlan
 
-IMPORTANCES = ("l1", "l2", "lamp", "taylor")
+IMPORTANCES = BLOCK_CRITERIA
 """Every criterion a pruned candidate may name; ``taylor`` needs a batch of slot data."""
 
 
@@ -62,48 +61,14 @@ def weight_importance(name: str) -> Callable[[nn.Module, "PrunePlan"], torch.Ten
 def taylor_importance(
     block: nn.Module, plans: Sequence["PrunePlan"], x: torch.Tensor, target: torch.Tensor
 ) -> list[torch.Tensor]:
-    """First-order Taylor importance of each plan's channels on one batch of slot data.
+    """First-order Taylor importance of each plan's channels on one batch of slot data
+    (:func:`hant.prune.importance.output_taylor_importance`), read at the input of the plan's
+    consumer layer (``plan.in_convs[0]``)."""
+    from .pruning import block_width
 
-    Slot data has no task loss, and the distillation loss is zero at the teacher, so its gradient
-    is too; the objective is instead ``<y, target>``, whose gradient at the block's output is the
-    target itself (the first-order change of the output energy). A channel's activation ``a`` is
-    the input of the plan's consumer layer (``plan.in_convs[0]``: dropping a channel zeroes it
-    there); per sample, ``s = sum(a * dL/da)`` over positions, and the score is ``sum(s**2)``
-    over samples (Molchanov et al., 2019). The block's weights and gradients are not touched.
-    """
-    acts: dict[int, torch.Tensor] = {}
-    handles = []
+    sites = {}
     for i, plan in enumerate(plans):
-        layer = block.get_submodule(plan.in_convs[0])
-
-        def pre_hook(module: nn.Module, args: tuple, i: int = i) -> None:
-            acts[i] = args[0]
-
-        handles.append(layer.register_forward_pre_hook(pre_hook))
-    was_training = block.training
-    block.eval()
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            x_in = x.detach().clone().requires_grad_(True)
-            y = block(x_in)
-            grads = torch.autograd.grad(
-                y,
-                [acts[i] for i in range(len(plans))],
-                grad_outputs=target.detach().clone().to(y.dtype),
-                allow_unused=True,
-            )
-            scores = []
-            for i, plan in enumerate(plans):
-                a, g = acts[i].detach(), grads[i]
-                layer = block.get_submodule(plan.in_convs[0])
-                if g is None:
-                    scores.append(torch.zeros(a.shape[channel_dim(layer)], device=a.device))
-                    continue
-                prod = (a * g).movedim(channel_dim(layer), -1)
-                per_sample = prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)
-                scores.append(per_sample.pow(2).sum(0).float())
-    finally:
-        for h in handles:
-            h.remove()
-        block.train(was_training)
-    return scores
+        width = tuple(range(block_width(block, plan)))
+        sites[str(i)] = ActivationSite(plan.in_convs[0], len(width), width, width)
+    scores = output_taylor_importance(block, sites, x, target)
+    return [scores[str(i)].to(x.device) for i in range(len(plans))]

@@ -74,8 +74,3 @@ def prune_norm(norm: nn.Module, keep: torch.Tensor) -> None:
 def in_width(layer: nn.Module) -> int:
     """Input channels (or features) of a conv or linear layer."""
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
-
-
-def channel_dim(layer: nn.Module) -> int:
-    """The dimension of a layer's input that holds channels: last for linear layers, 1 for convs."""
-    return -1 if isinstance(layer, nn.Linear) else 1

@@ -13,13 +13,11 @@ from ..ops_zoo.pruning import pruned_width
 from ..slots import structure_hash
 from .apply import pruned_copy
 from .groups import ChannelGroup, trace_groups
-from .importance import WEIGHT_CRITERIA, output_taylor_importance, weight_importance
+from .importance import BLOCK_CRITERIA, ActivationSite, output_taylor_importance, weight_importance
 from .state import top_keeps
 
-__all__ = ["BLOCK_CRITERIA", "block_groups", "block_keep_counts", "prune_block", "taylor_reselect"]
+__all__ = ["block_groups", "block_keep_counts", "prune_block", "taylor_reselect"]
 
-BLOCK_CRITERIA = (*WEIGHT_CRITERIA, "taylor")
-"""Criteria a pruned block may name: from weights, or ``taylor`` from a batch of slot data."""
 _CACHE: dict[tuple[str, tuple[int, ...]], dict[str, ChannelGroup]] = {}
 
 
@@ -71,7 +69,7 @@ def taylor_reselect(block: nn.Module, in_shape: tuple[int, ...], width: float,
     counts = block_keep_counts(groups, width, divisor)
 
     def reselect(x: torch.Tensor, target: torch.Tensor) -> nn.Module:
-        scores = output_taylor_importance(block, groups.values(), x, target)
+        scores = output_taylor_importance(block, {n: ActivationSite.of(g) for n, g in groups.items()}, x, target)
         return pruned_copy(block, groups, top_keeps(scores, counts, {n: g.unit for n, g in groups.items()}))
 
     return reselect

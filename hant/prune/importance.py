@@ -12,7 +12,8 @@ each squared per step and averaged (Molchanov et al., 2019).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from torch import nn
 from .groups import ChannelGroup
 
 __all__ = [
-    "CRITERIA", "GRADIENT_CRITERIA", "WEIGHT_CRITERIA", "GradientImportance", "lamp_filter_scores", "lamp_scores",
+    "BLOCK_CRITERIA", "CRITERIA", "GRADIENT_CRITERIA", "ActivationSite", "WEIGHT_CRITERIA", "GradientImportance", "lamp_filter_scores", "lamp_scores",
     "output_taylor_importance", "weight_importance",
 ]
 
@@ -95,6 +96,9 @@ def _taylor(names: tuple[str, ...]) -> Callable[[nn.Module], torch.Tensor | None
 GRADIENT_CRITERIA = ("bn_taylor", "taylor")
 CRITERIA = (*WEIGHT_CRITERIA, *GRADIENT_CRITERIA)
 """Every criterion of this module: from weights, then from gradients over training."""
+BLOCK_CRITERIA = (*WEIGHT_CRITERIA, "taylor")
+"""Criteria a pruned block may name (the zoo's families): from weights, or ``taylor`` from a batch of
+slot data (:func:`output_taylor_importance`)."""
 
 
 class GradientImportance:
@@ -131,32 +135,47 @@ class GradientImportance:
         return {name: t / n for name, t in self.total.items()}
 
 
-def output_taylor_importance(block: nn.Module, groups: Iterable[ChannelGroup], x: torch.Tensor,
+@dataclass(frozen=True)
+class ActivationSite:
+    """Where a group's channels are read for Taylor importance: the input of layer ``path``, whose
+    channel ``local[i]`` (on the layer's channel dimension) is the group's channel ``root[i]``."""
+
+    path: str
+    width: int
+    local: tuple[int, ...]
+    root: tuple[int, ...]
+
+    @classmethod
+    def of(cls, g: ChannelGroup) -> "ActivationSite":
+        """The input of the group's last consumer (dropping a channel zeroes it there)."""
+        m = next(m for m in reversed(g.members) if not m.outputs and m.path == g.consumers[-1])
+        return cls(m.path, g.width, m.local, m.root)
+
+
+def output_taylor_importance(block: nn.Module, sites: Mapping[str, ActivationSite], x: torch.Tensor,
                              target: torch.Tensor) -> dict[str, torch.Tensor]:
     """First-order Taylor importance of each group's channels on one batch of a block's data.
 
     Slot data has no task loss, and the distillation loss is zero at the teacher, so its gradient
     is too; the objective is instead ``<y, target>``, whose gradient at the block's output is the
     target itself (the first-order change of the output energy). A channel's activation ``a`` is
-    the input of the group's last consumer layer (dropping the channel zeroes it there); per sample,
-    ``s = sum(a * dL/da)`` over the channel's positions, and the score is ``sum(s**2)`` over samples
-    (Molchanov et al., 2019). The block's weights and gradients are not touched.
+    read at its :class:`ActivationSite`; per sample, ``s = sum(a * dL/da)`` over the channel's
+    positions, and the score is ``sum(s**2)`` over samples (Molchanov et al., 2019). The block's
+    weights and gradients are not touched.
     """
-    groups = [g for g in groups if not g.fixed and g.consumers]
-    members = {g.name: next(m for m in reversed(g.members) if not m.outputs and m.path == g.consumers[-1]) for g in groups}
     acts: dict[str, torch.Tensor] = {}
     handles = []
-    for g in groups:
-        def pre_hook(module: nn.Module, args: tuple, name: str = g.name) -> None:
+    for name, site in sites.items():
+        def pre_hook(module: nn.Module, args: tuple, name: str = name) -> None:
             acts[name] = args[0]
 
-        handles.append(block.get_submodule(members[g.name].path).register_forward_pre_hook(pre_hook))
+        handles.append(block.get_submodule(site.path).register_forward_pre_hook(pre_hook))
     was_training = block.training
     block.eval()
     try:
         with torch.inference_mode(False), torch.enable_grad():
             y = block(x.detach().clone().requires_grad_(True))
-            names = [g.name for g in groups]
+            names = list(sites)
             grads = torch.autograd.grad(y, [acts[n] for n in names], grad_outputs=target.detach().clone().to(y.dtype),
                                         allow_unused=True)
     finally:
@@ -164,14 +183,15 @@ def output_taylor_importance(block: nn.Module, groups: Iterable[ChannelGroup], x
             h.remove()
         block.train(was_training)
     out = {}
-    for g, grad in zip(groups, grads):
-        m, a = members[g.name], acts[g.name].detach()
+    for name, grad in zip(names, grads):
+        site, a = sites[name], acts[name].detach()
         if grad is None:
-            out[g.name] = torch.zeros(g.width)
+            out[name] = torch.zeros(site.width)
             continue
-        dim = -1 if isinstance(block.get_submodule(m.path), nn.Linear) else 1
+        dim = -1 if isinstance(block.get_submodule(site.path), nn.Linear) else 1
         prod = (a * grad).movedim(dim, -1)
         per_feature = prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1).float().cpu()
-        per_channel = torch.zeros(per_feature.shape[0], g.width).index_add_(1, torch.tensor(m.root), per_feature[:, list(m.local)])
-        out[g.name] = per_channel.pow(2).sum(0)
+        per_channel = torch.zeros(per_feature.shape[0], site.width).index_add_(
+            1, torch.tensor(site.root), per_feature[:, list(site.local)])
+        out[name] = per_channel.pow(2).sum(0)
     return out
