@@ -33,7 +33,7 @@ from ..errors import PruneError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelGroup", "GroupGraph", "Member", "block_groups", "check_prunable", "trace_groups"]
+__all__ = ["ChannelGroup", "GroupGraph", "Member", "check_prunable", "trace_groups"]
 
 MAX_SLOT_STREAMS = 2
 """Streams one slot may meet: a slot's candidates enumerate every combination of their widths."""
@@ -213,7 +213,8 @@ def _kind(layer: object, outputs: bool) -> str:
 
 def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int]) -> ChannelGroup:
     members, kinds, fixed, unit = [], {}, "", 1
-    for i, (dep, idxs) in enumerate(tp_group):
+    for item in tp_group:
+        dep, idxs = item
         target = dep.target.module
         outputs = dg.is_out_channel_pruning_fn(dep.handler)
         is_param = isinstance(target, nn.Parameter)
@@ -223,11 +224,11 @@ def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int])
         if path is None:
             continue  # Torch-Pruning's own bookkeeping node (add, concat, reshape): nothing to cut
         members.append(Member(path, dep.handler, dep.target.pruning_dim, outputs, tuple(int(j) for j in idxs),
-                              tuple(int(r) for r in tp_group[i].root_idxs), is_param))
+                              tuple(int(r) for r in item.root_idxs), is_param))
         kind = "other" if is_param else _kind(target, outputs)
         kinds[path] = max(kind, kinds.get(path, "other"), key=_PRIORITY.index)
         if isinstance(target, nn.modules.conv._ConvNd) and 1 < target.groups < target.in_channels:
-            if _is_grouped(target) or type(target) is _GroupedConv:
+            if _is_grouped(target):
                 unit = math.lcm(unit, target.out_channels // target.groups)
             else:
                 fixed = fixed or f"it runs through the grouped convolution {path}"
