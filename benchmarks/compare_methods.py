@@ -5,7 +5,8 @@ embedded digits), the same budgets (fractions of the teacher's latency on the re
 the same fine-tuning schedule (the recipe's ``finetune``, with KD from the teacher) for every method:
 
 - ``hant``: the recipe's full zoo, layer-wise distillation, integer program, verified on measure;
-- ``halp``: pruning only, over coupled channel groups (residual streams included), BatchNorm
+- ``halp`` and ``splamp`` run as ``hant prune`` does (``hant.pipeline.prune_series``), on the same teacher:
+  ``halp``: pruning only, over coupled channel groups (residual streams included), BatchNorm
   Taylor saliency, latency-table knapsack, pruning steps spread over training;
 - ``splamp``: LAMP scores on filter norms, one global threshold under the latency table;
 - ``tp_magnitude`` / ``tp_taylor``: Torch-Pruning's MetaPruner with L2-magnitude / Taylor
@@ -21,7 +22,6 @@ object (method → budget → accuracy, measured and predicted latency) as its l
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import sys
@@ -42,7 +42,7 @@ from hant.latency import measure  # noqa: E402
 from hant.pipeline.budget_series import run_budget_series  # noqa: E402
 from hant.pipeline.context import Context  # noqa: E402
 from hant.pipeline.rundir import RunDir  # noqa: E402
-from hant.prune.run import build_space, prune_to_budget  # noqa: E402
+from hant.pipeline.prune_series import run_prune_series  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("hant", "halp", "splamp", "tp_magnitude", "tp_taylor")
@@ -61,7 +61,8 @@ def quick(recipe) -> None:
 
 
 def finetune(model, ctx: Context, teacher) -> None:
-    """The one fine-tuning schedule every method gets (as the pipeline's finetune stage)."""
+    """The pipeline's fine-tuning schedule, for the Torch-Pruning baselines (HANT, HALP and SP-LAMP
+    are fine-tuned by their pipelines' finetune stages)."""
     cfg = ctx.recipe.finetune
     model.requires_grad_(True)
     torch.manual_seed(ctx.recipe.seed)
@@ -128,19 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         predicted["hant", b] = read_json(sub / "selection.json")["predicted_latency_ms"]
 
     t = time.time()
-    space = build_space(recipe, teacher, ctx.slots, shape)
-    timings["lookup_table_s"] = time.time() - t
-    for method in ("halp", "splamp"):
-        r = copy.deepcopy(recipe)
-        r.prune.method = method
-        for b in budgets:
-            t = time.time()
-            torch.manual_seed(recipe.seed)
-            res = prune_to_budget(r, teacher, space, b, ctx.train_loader(seed_offset=3), ctx.augment())
-            finetune(res.model, ctx, teacher)
-            students[method, b], predicted[method, b] = res.model, res.predicted_ms
-            notes[f"{method}@{b:g}"] = {"counts": res.counts, "fit_rounds": res.fit_rounds, "steps": res.history}
-            timings[f"{method}@{b:g}_s"] = time.time() - t
+    for row in run_prune_series(recipe, work / "prune", ["halp", "splamp"], budgets, teacher_run=RunDir(work / "hant")):
+        key = (row["method"], row["budget"])
+        students[key] = load_student(Path(row["run_dir"]) / "student")
+        predicted[key] = row["predicted_latency_ms"]
+        p = row["prune"]
+        notes[f"{row['method']}@{row['budget']:g}"] = {"counts": p["counts"], "fit_rounds": p["fit_rounds"], "steps": p["steps"]}
+    timings["halp_splamp_s"] = time.time() - t
+    predicted_teacher_ms = read_json(work / "prune" / "prune_latency.json")["predicted_teacher_ms"]
 
     example = torch.randn(2, *shape)
     batches = [next(iter(ctx.train_loader(seed_offset=4)))]
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = measure(items, recipe.target, rel_precision=0.02, time_budget_s=240)
     test = ctx.eval_loader("test")
     teacher_row = {"accuracy": evaluate(teacher, test), "measured_latency_ms": stats["teacher"].median_ms,
-                   "predicted_latency_ms": space.predicted_teacher_ms}
+                   "predicted_latency_ms": predicted_teacher_ms}
     results: dict[str, dict] = {}
     for (m, b), net in students.items():
         results.setdefault(m, {})[f"{b:g}"] = {

@@ -60,3 +60,7 @@ class ModelError(HantError):
 
 class DataError(HantError):
     """A user's data does not fit the model: a batch of the wrong shape, no labels where labels are needed."""
+
+
+class PruneError(HantError):
+    """A network, or part of it, that whole-network channel pruning cannot handle."""

@@ -92,6 +92,18 @@ def student_deployment(path: str | Path) -> tuple[LatencyTarget, PrecisionPlan] 
     return LatencyTarget.from_dict(d["target"]), PrecisionPlan.from_dict(d["plan"])
 
 
+def teacher_architecture(model_desc: dict, arch_file: Path, allow_plugins: bool) -> nn.Module:
+    """The teacher's architecture (random weights) an ``arch.json``'s ``model`` describes: a timm
+    model, or a factory's (run only with ``allow_plugins``)."""
+    from .models import create_model
+
+    m = model_desc
+    if m.get("source") == "factory":
+        check_allowed(f"{arch_file} (its architecture comes from teacher.factory)", [m["factory"]], allow_plugins)
+        return resolve_factory(m["factory"])(**m.get("kwargs", {}))
+    return create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
+
+
 def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     """Rebuild a saved student from ``path/arch.json`` and load ``path/weights.safetensors``.
 
@@ -101,8 +113,6 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     unless ``allow_plugins=True``, and so is one whose architecture a factory (``model.source: factory``)
     builds.
     """
-    from .models import create_model
-
     path = Path(path)
     arch_file, weights_file = path / "arch.json", path / "weights.safetensors"
     if not arch_file.is_file() or not weights_file.is_file():
@@ -111,7 +121,7 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
     if arch.get("format") == PRUNED_FORMAT:
         from .prune.save import load_pruned
 
-        return load_pruned(path)
+        return load_pruned(path, allow_plugins=allow_plugins)
     if arch.get("format") != ARCH_FORMAT:
         raise HantError(f"{arch_file} has format {arch.get('format')!r}; this hant reads {ARCH_FORMAT!r}")
     plugins = arch.get("plugins") or []
@@ -122,12 +132,7 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
         )
     if plugins:
         load_plugins(plugins)
-    m = arch["model"]
-    if m.get("source") == "factory":
-        check_allowed(f"{arch_file} (its architecture comes from teacher.factory)", [m["factory"]], allow_plugins)
-        model = resolve_factory(m["factory"])(**m.get("kwargs", {}))
-    else:
-        model = create_model(m["name"], m["num_classes"], m["in_chans"], m.get("kwargs"), pretrained=False)
+    model = teacher_architecture(arch["model"], arch_file, allow_plugins)
     for item in arch["replacements"]:
         spec = CandidateSpec.from_dict(item["spec"])
         set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))

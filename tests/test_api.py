@@ -24,7 +24,7 @@ from hant.config import recipe_from_dict
 from hant.data import digits_splits
 from hant.errors import ConfigError, DataError, HantError, ModelError, PluginError, SlotDiscoveryError
 from hant.io import read_json, save_tensors
-from hant.ops_zoo.pruning import prune_plans
+from hant.prune.block import block_groups
 from hant.pipeline import STAGE_ORDER, STAGES, Context, RunDir
 from hant.pipeline.dryrun import dry_run
 from hant.pipeline.stages import held_out_accuracy
@@ -250,9 +250,9 @@ def test_a_dry_run_runs_factories_only_when_allowed():
     assert report.data["classes"] == 10 and report.data["train"] == 1078
 
 
-def test_torchvision_resnet_blocks_are_slots_with_a_pruning_plan():
+def test_torchvision_resnet_blocks_are_slots_with_an_inner_channel_group():
     model = torchvision.models.resnet18(num_classes=10).eval()
     slots = discover_slots(model, torch.randn(1, 3, 64, 64))
     assert [s.path for s in slots] == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
     assert all(s.kind == "conv_block" for s in slots)
-    assert len(prune_plans(model.layer1[0])) == 1
+    assert list(block_groups(model.layer1[0], slots[0].in_shape)) == ["conv1"]

@@ -25,7 +25,8 @@ from hant.ops_zoo import (
     zoo_from_json,
     zoo_to_json,
 )
-from hant.ops_zoo.pruning import prune_block, prune_plans, pruned_width, register_prune_plan
+from hant.ops_zoo.pruning import prune_plans, pruned_width, register_prune_plan
+from hant.prune.block import prune_block
 from hant.slots import discover_slots, get_submodule
 
 BUILTIN = {"keep", "identity", "pruned", "conv_bn_act", "dwsep", "mbconv"}
@@ -354,7 +355,7 @@ def test_pruning_dead_channels_is_exact(tiny_resnet):
         block.conv1.weight[dead] *= 1e-3
         block.bn1.weight[dead] = 0
         block.bn1.bias[dead] = 0
-    pruned = prune_block(block, 0.5, "l1", 8).eval()
+    pruned = prune_block(block, (32, 2, 2), 0.5, "l1", 8).eval()
     assert pruned.conv1.out_channels == 32
     assert torch.equal(pruned.conv1.weight, block.conv1.weight[0::2])
     x = torch.randn(3, 32, 2, 2)
@@ -393,15 +394,32 @@ def test_pruned_width(channels, width, divisor, expected):
 
 
 def test_prune_block_errors(tiny_resnet):
-    with pytest.raises(ZooError, match="Linear"):
-        prune_block(nn.Linear(3, 3), 0.5)
+    with pytest.raises(ZooError, match="Linear has no inner channel group"):
+        prune_block(nn.Linear(3, 3), (3,), 0.5)
     with pytest.raises(ZooError, match="l7"):
-        prune_block(tiny_resnet.layer2[0], 0.5, importance="l7")
+        prune_block(tiny_resnet.layer2[0], (8, 8, 8), 0.5, importance="l7")
 
 
-def test_user_prune_plan_does_not_hide_timm_plans(monkeypatch, tiny_resnet):
+def test_a_users_block_is_pruned_without_a_plan():
+    """Torch-Pruning's graph finds a block's inner groups whatever its class: nothing to register."""
+
+    class UserBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(4, 16, 1), nn.Conv2d(16, 4, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.b(torch.relu(self.a(x)))
+
+    block = UserBlock()
+    pruned = prune_block(block, (4, 6, 6), 0.5, "l2", 8)
+    assert pruned.a.out_channels == pruned.b.in_channels == 8 and pruned.b.out_channels == 4
+    assert pruned(torch.randn(2, 4, 6, 6)).shape == (2, 4, 6, 6)
+
+
+def test_user_prune_plan_does_not_hide_timm_plans(monkeypatch):
     """In a fresh process the plan registry starts empty; registering a plan for a user block first
-    must not switch off the built-in plans of timm's blocks."""
+    must not switch off the built-in plans of timm's (transformer) blocks."""
     monkeypatch.setattr(pruning, "_PLANS", {})  # the state of a freshly imported hant
     monkeypatch.setattr(pruning, "_timm_plans_registered", False)
 
@@ -412,7 +430,8 @@ def test_user_prune_plan_does_not_hide_timm_plans(monkeypatch, tiny_resnet):
     def _plan(block):
         return []
 
-    assert prune_plans(tiny_resnet.layer2[0]), "BasicBlock lost its pruning plan"
+    vit = timm.create_model("test_vit", img_size=32, patch_size=8, num_classes=4)
+    assert prune_plans(vit.blocks[0]), "the ViT block lost its pruning plans"
 
 
 # --- options and the registry --------------------------------------------------------------------

@@ -18,7 +18,8 @@ from hant.ops_zoo import (
     get_family,
     slot_candidates,
 )
-from hant.ops_zoo.importance import l1_importance, lamp_importance, lamp_scores
+from hant.ops_zoo.importance import l1_importance, lamp_importance
+from hant.prune.importance import lamp_scores
 from hant.ops_zoo.pruning import PrunePlan, select_keep
 from hant.ops_zoo.selected import TaylorSelected
 from hant.ops_zoo.svd import factorize

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import Recipe, check_fields, load_recipe, recipe_from_dict, select_target
@@ -10,6 +11,7 @@ from ..errors import ConfigError, RunDirError
 from ..io import read_json
 from ..pipeline import STAGE_ORDER, Context, RunDir
 from ..pipeline.dryrun import DryRunReport, dry_run
+from ..pipeline.runner import STAGES, Stage
 from ..pipeline.tracked import run_tracked_stages
 from ..tracking import MODES, resolve_mode
 
@@ -97,9 +99,10 @@ def print_summary(run: RunDir) -> None:
     print(f"  report   {run.report_md}")
 
 
-def run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False) -> None:
-    """Run the stages up to ``upto`` with events printed and W&B tracking as the recipe says."""
-    mode = run_tracked_stages(Context(recipe, run, allow_plugins=allow_plugins), upto, force, print_event)
+def run_tracked(recipe: Recipe, run: RunDir, upto: str, force: bool, allow_plugins: bool = False,
+                pipeline: Mapping[str, Stage] = STAGES) -> None:
+    """Run the stages of ``pipeline`` up to ``upto`` with events printed and W&B tracking as the recipe says."""
+    mode = run_tracked_stages(Context(recipe, run, allow_plugins=allow_plugins), upto, force, print_event, pipeline)
     if mode != "off":
         print(f"W&B run logged {mode} under {run.root / 'wandb'}", flush=True)
 
@@ -115,6 +118,12 @@ def print_dry_run(report: DryRunReport) -> None:
         print(f"  {s['name']:<28} {s['kind']:<18} {str(s['in_shape']):>16} -> {str(s['out_shape']):<16} {s['candidates']:>4}")
     status = "available here" if report.target_available else f"not available here ({report.target_note})"
     print(f"target   {report.target}: {status}")
+    if report.prune is not None:
+        p = report.prune
+        print(f"prune    {p['method']} to {p['budget']:g} x teacher: {p['groups']} prunable channel groups "
+              f"({p['streams']} streams), {len(p['frozen'])} kept whole")
+        for name, why in p["frozen"].items():
+            print(f"  kept whole: {name}: {why}")
     for w in report.warnings:
         print(f"warning  {w}")
     print("dry run OK: the recipe is valid")

@@ -1,4 +1,6 @@
-"""Per-layer cut primitives: keep a subset of one layer's input or output channels.
+"""Per-layer cut primitives of transformer prune plans: keep a subset of one layer's input or output
+channels, where the output may stack copies of the group (a fused q/k/v projection). Convolutional
+blocks are cut by Torch-Pruning's functions (``hant.prune.apply``).
 
 Convolutions and linear layers are both handled (a linear layer's features are its channels).
 Each primitive edits the layer in place; callers cut a copy, never the teacher.
@@ -53,28 +55,6 @@ def prune_in(layer: nn.Module, keep: torch.Tensor) -> None:
     _set_width(layer, inp=len(keep))
 
 
-def prune_depthwise(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    """Keep only channels ``keep`` of a depthwise convolution (groups == channels)."""
-    conv.weight = _cut(conv.weight, 0, keep)
-    if conv.bias is not None:
-        conv.bias = _cut(conv.bias, 0, keep)
-    conv.in_channels = conv.out_channels = conv.groups = len(keep)
-
-
-def prune_grouped(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    """Keep the whole groups of a grouped convolution (in == out channels) that ``keep`` covers.
-
-    ``keep`` must be a union of whole groups; each group's filters see only its own inputs, so
-    dropping a group drops its input and output channels together.
-    """
-    per_group = conv.out_channels // conv.groups
-    conv.weight = _cut(conv.weight, 0, keep)
-    if conv.bias is not None:
-        conv.bias = _cut(conv.bias, 0, keep)
-    conv.in_channels = conv.out_channels = len(keep)
-    conv.groups = len(keep) // per_group
-
-
 def prune_norm(norm: nn.Module, keep: torch.Tensor) -> None:
     """Keep only channels ``keep`` of a BatchNorm- or LayerNorm-like layer (affine and statistics)."""
     for name in ("weight", "bias"):
@@ -94,8 +74,3 @@ def prune_norm(norm: nn.Module, keep: torch.Tensor) -> None:
 def in_width(layer: nn.Module) -> int:
     """Input channels (or features) of a conv or linear layer."""
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
-
-
-def channel_dim(layer: nn.Module) -> int:
-    """The dimension of a layer's input that holds channels: last for linear layers, 1 for convs."""
-    return -1 if isinstance(layer, nn.Linear) else 1

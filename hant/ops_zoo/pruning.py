@@ -1,48 +1,40 @@
-"""Channel pruning of a block's inner width: per-block-type plans of coupled layers.
+"""Prune plans of transformer blocks: attention heads and MLP hidden units.
 
-A plan names, for one block class, an inner channel group that can shrink without changing
-the block's input or output: which layers lose output channels, which lose input channels,
-and which (depthwise, grouped, norms) lose both. Cut primitives live in ``prune_ops``,
-importance criteria in ``importance``, the plans of timm's blocks in ``timm_plans``.
+Channel groups of convolutional blocks come from Torch-Pruning's dependency graph
+(``hant.prune.block``). A transformer block's heads are another matter: a head is a slice of a
+fused q/k/v projection and the attention module's ``num_heads`` must follow it, which the graph does
+not know. A plan names, for one block class, such a group: which layers lose output channels, which
+lose input channels, the norms between, and the attention module whose head count follows. Cut
+primitives live in ``prune_ops``, importance criteria in ``importance``, the plans of timm's blocks
+in ``timm_plans``.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from ..errors import ZooError
-from .importance import IMPORTANCES, WEIGHT_IMPORTANCE, l1_importance, weight_importance
+from .importance import weight_importance
 from .prune_ops import (
     in_width,
-    prune_depthwise,
-    prune_grouped,
     prune_in,
     prune_norm,
     prune_out,
 )
 
 __all__ = [
-    "IMPORTANCE",
-    "IMPORTANCES",
     "PrunePlan",
     "apply_keeps",
     "block_width",
-    "keep_counts",
-    "l1_importance",
-    "prune_block",
     "prune_plans",
     "pruned_width",
     "register_prune_plan",
     "select_keep",
     "weight_keeps",
 ]
-
-IMPORTANCE = WEIGHT_IMPORTANCE  # kept for callers of the earlier name
 
 
 @dataclass
@@ -54,19 +46,14 @@ class PrunePlan:
     norms: list[str]
     in_convs: list[str]
     """Layers whose input channels are the group; the first one's input is the group's activation."""
-    depthwise: list[str] = field(default_factory=list)
-    se: str | None = None
-    """Squeeze-excitation module whose conv_reduce input and conv_expand output follow the group."""
-    grouped: list[str] = field(default_factory=list)
-    """Grouped convolutions over the group (in == out channels): whole groups are dropped."""
     extra_out: list[str] = field(default_factory=list)
     """Layers whose outputs follow the group but are not scored (e.g. a gate's expansion)."""
     unit: int = 1
-    """Channels that are kept or dropped together (a conv group, an attention head)."""
+    """Channels that are kept or dropped together (an attention head)."""
     attention: str | None = None
     """Attention module whose ``num_heads`` / ``attn_dim`` follow the group (``unit`` = head size)."""
-    role: str = "channels"
-    """What the group is: ``channels`` (inner width), ``mlp`` (hidden units) or ``heads``."""
+    role: str = "mlp"
+    """What the group is: ``mlp`` (hidden units) or ``heads``."""
 
 
 def block_width(block: nn.Module, plan: PrunePlan) -> int:
@@ -114,16 +101,6 @@ def pruned_width(channels: int, width: float, divisor: int) -> int:
     return max(min(divisor, channels), min(channels, kept))
 
 
-def keep_counts(block: nn.Module, plans: Sequence[PrunePlan], width: float, divisor: int) -> list[int]:
-    """Channels each plan keeps at fraction ``width``: whole units, rounded to the divisor."""
-    counts = []
-    for plan in plans:
-        units = block_width(block, plan) // plan.unit
-        step = max(1, divisor // plan.unit)
-        counts.append(pruned_width(units, width, step) * plan.unit)
-    return counts
-
-
 def select_keep(scores: torch.Tensor, n_keep: int, unit: int = 1) -> torch.Tensor:
     """Sorted indices of the ``n_keep`` best channels, taken as whole units of ``unit`` channels."""
     if unit > 1:
@@ -151,40 +128,11 @@ def apply_keeps(block: nn.Module, plans: Sequence[PrunePlan], keeps: Sequence[to
             prune_out(block.get_submodule(path), keep, width)
         for path in plan.norms:
             prune_norm(block.get_submodule(path), keep)
-        for path in plan.depthwise:
-            prune_depthwise(block.get_submodule(path), keep)
-        for path in plan.grouped:
-            prune_grouped(block.get_submodule(path), keep)
         for path in plan.in_convs:
             prune_in(block.get_submodule(path), keep)
-        if plan.se is not None:
-            se = block.get_submodule(plan.se)
-            prune_in(se.conv_reduce, keep)
-            prune_out(se.conv_expand, keep)
         if plan.attention is not None:
             attn = block.get_submodule(plan.attention)
             attn.num_heads = len(keep) // plan.unit
             if hasattr(attn, "attn_dim"):
                 attn.attn_dim = len(keep)
     return block
-
-
-def prune_block(
-    block: nn.Module,
-    width: float,
-    importance: str = "l1",
-    divisor: int = 8,
-    roles: Sequence[str] = ("channels",),
-) -> nn.Module:
-    """A copy of ``block`` whose inner channel groups keep fraction ``width`` of their channels,
-    the most important ones, with the teacher's weights for them.
-
-    ``taylor`` needs data: here it ranks by L1, and ``TaylorSelected`` re-ranks on a batch.
-    """
-    plans = prune_plans(block, roles)
-    if not plans:
-        raise ZooError(f"no channel-pruning plan is registered for {type(block).__name__}")
-    if importance not in IMPORTANCES:
-        raise ZooError(f"unknown channel importance {importance!r}; choose one of {list(IMPORTANCES)}")
-    keeps = weight_keeps(block, plans, keep_counts(block, plans, width, divisor), importance)
-    return apply_keeps(copy.deepcopy(block), plans, keeps)

@@ -18,30 +18,42 @@ from .pruning import PrunePlan, select_keep, weight_keeps
 
 Derive = Callable[[nn.Module, Sequence[PrunePlan], Sequence[torch.Tensor]], nn.Module]
 """Builds the candidate from the teacher's block, its plans and each plan's kept channels."""
+Reselect = Callable[[torch.Tensor, torch.Tensor], nn.Module]
+"""Builds the candidate again from the teacher's block, keeping the channels best on a batch ``(x, target)``."""
 
 
 class TaylorSelected(nn.Module):
-    """Wraps ``derive(teacher, plans, keeps)``; re-selects ``keeps`` by Taylor importance on data.
+    """Holds ``initial`` (channels ranked by L1); ``init_from_batch`` reloads it with the weights of
+    ``reselect(x, target)``, the same structure with the channels best by Taylor importance.
 
-    Holds a reference to the teacher's block (not a submodule: it is neither trained nor saved)
-    until ``init_from_batch`` has used it.
+    ``reselect`` refers to the teacher's block (it is neither trained nor saved) until
+    ``init_from_batch`` has used it.
     """
 
-    def __init__(self, teacher: nn.Module, plans: Sequence[PrunePlan], counts: Sequence[int], derive: Derive):
+    def __init__(self, initial: nn.Module, reselect: Reselect):
         super().__init__()
-        self.block = derive(teacher, plans, weight_keeps(teacher, plans, counts, "l1"))
-        self._source = (teacher, list(plans), list(counts), derive)
+        self.block = initial
+        self._source: tuple[Reselect, ...] = (reselect,)
+
+    @classmethod
+    def from_plans(cls, teacher: nn.Module, plans: Sequence[PrunePlan], counts: Sequence[int], derive: Derive) -> "TaylorSelected":
+        """``derive(teacher, plans, keeps)`` with each plan's ``counts`` channels (a transformer block's heads or units)."""
+        plans, counts = list(plans), list(counts)
+
+        def reselect(x: torch.Tensor, target: torch.Tensor) -> nn.Module:
+            scores = taylor_importance(teacher, plans, x, target)
+            return derive(teacher, plans, [select_keep(s, n, plan.unit) for s, n, plan in zip(scores, counts, plans)])
+
+        return cls(derive(teacher, plans, weight_keeps(teacher, plans, counts, "l1")), reselect)
 
     @torch.no_grad()
     def init_from_batch(self, x: torch.Tensor, target: torch.Tensor) -> None:
-        """Rank each group's channels by first-order Taylor importance on ``(x, target)`` and
-        reload the teacher's weights of the best ones (same structure, parameters updated in place)."""
+        """Rank the channels by first-order Taylor importance on ``(x, target)`` and reload the
+        teacher's weights of the best ones (same structure, parameters updated in place)."""
         if not self._source:
             return
-        teacher, plans, counts, derive = self._source
-        scores = taylor_importance(teacher, plans, x, target)
-        keeps = [select_keep(s, n, plan.unit) for s, n, plan in zip(scores, counts, plans)]
-        self.block.load_state_dict(derive(teacher, plans, keeps).state_dict())
+        (reselect,) = self._source
+        self.block.load_state_dict(reselect(x, target).state_dict())
         self._source = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

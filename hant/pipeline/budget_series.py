@@ -31,11 +31,15 @@ def _link(src: Path, dst: Path) -> None:
     os.symlink(os.path.relpath(src, dst.parent), dst)
 
 
-def share_upstream(base: RunDir, sub: RunDir) -> None:
-    """Link the base's upstream outputs into ``sub`` and copy their stage records."""
-    for path in (base.teacher_dir, base.slots, base.zoo, base.latency, base.scores, base.candidate_weights.parent):
+def share_upstream(base: RunDir, sub: RunDir, stages: tuple[str, ...] = SHARED_STAGES,
+                   paths: tuple[Path, ...] | None = None) -> None:
+    """Link the base's outputs of ``stages`` (``paths``; by default those of :data:`SHARED_STAGES`)
+    into ``sub`` and copy their stage records."""
+    if paths is None:
+        paths = (base.teacher_dir, base.slots, base.zoo, base.latency, base.scores, base.candidate_weights.parent)
+    for path in paths:
         _link(path, sub.root / path.relative_to(base.root))
-    for stage in SHARED_STAGES:
+    for stage in stages:
         record = base.stage_record_path(stage)
         target = sub.stage_record_path(stage)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..config import Recipe
-from ..errors import HantError
+from ..errors import ConfigError, HantError
 from ..latency.runtime import check_target
 from ..models import create_model
 from ..ops_zoo import build_zoo, find_plugins, list_families, load_plugins
@@ -31,10 +32,28 @@ class DryRunReport:
     target_available: bool = True
     target_note: str = ""
     warnings: list[str] = field(default_factory=list)
+    prune: dict | None = None
+    """``hant prune``'s plan: method, budget, prunable groups and streams, and the frozen groups with why."""
 
     @property
     def candidates(self) -> int:
         return sum(s["candidates"] for s in self.slots)
+
+
+def _prune_plan(recipe: Recipe, model: nn.Module, slots: list, example: Tensor) -> tuple[dict, dict[str, int]]:
+    """The prune section checked against the model: groups traced, widths enumerated, nothing measured."""
+    from ..prune.groups import check_prunable, trace_groups
+    from ..prune.space import PruneSpace
+
+    graph = trace_groups(model, example, [s.path for s in slots])
+    check_prunable(graph, recipe.teacher.model or type(model).__name__)
+    try:
+        space = PruneSpace(graph, slots, tuple(float(f) for f in recipe.prune.fractions), recipe.prune.divisor)
+    except ValueError as e:
+        raise ConfigError(f"prune.fractions: {e}") from e
+    plan = {"method": recipe.prune.method, "budget": recipe.search.budget, "groups": len(space.full_counts()),
+            "streams": len(space.streams()), "frozen": graph.frozen()}
+    return plan, {s.name: len(space.slot_candidates(s)) for s in slots}
 
 
 def _size(loader: DataLoader) -> int | str:
@@ -45,11 +64,12 @@ def _size(loader: DataLoader) -> int | str:
         return "?"
 
 
-def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
+def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") -> DryRunReport:
     """Validate data, model, slots, zoo and target of ``recipe`` without training or measuring.
 
     Pretrained weights and checkpoints are not loaded (only their presence is checked); the
-    model is built with random weights to find its slots and their candidates. Plugins are
+    model is built with random weights to find its slots and their candidates (``pipeline="prune"``:
+    its coupled channel groups and each slot's widths, from the recipe's ``prune:``). Plugins are
     imported only when ``allow_plugins``; otherwise only their existence is checked and the
     families they would register are left out of the candidate count (with a warning). A recipe whose
     teacher or data comes from a factory needs ``allow_plugins``: the factory is run to check it.
@@ -90,18 +110,23 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False) -> DryRunReport:
     input_shape = ctx.input_shape
     example = ctx.example_input
     slots = discover_slots(model, example, recipe.slots.patterns or None)
-    zoo = build_zoo(model, slots, families)
+    prune, counts = None, {}
+    if pipeline == "prune":
+        prune, counts = _prune_plan(recipe, model, slots, example)
+    else:
+        counts = {name: len(specs) for name, specs in build_zoo(model, slots, families).items()}
     report = DryRunReport(
         model=t.factory or t.model,
         parameters=sum(p.numel() for p in model.parameters()),
         input_shape=input_shape,
         data=data,
         slots=[
-            {"name": s.name, "kind": s.kind, "in_shape": s.in_shape, "out_shape": s.out_shape, "candidates": len(zoo[s.name])}
+            {"name": s.name, "kind": s.kind, "in_shape": s.in_shape, "out_shape": s.out_shape, "candidates": counts[s.name]}
             for s in slots
         ],
         target=f"{recipe.target.device}/{recipe.target.backend}/{recipe.target.dtype}, batch {recipe.target.batch_size}",
         warnings=warnings,
+        prune=prune,
     )
     try:
         check_target(recipe.target)

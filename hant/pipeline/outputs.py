@@ -94,3 +94,12 @@ def check_report(run: RunDir) -> None:
     _has_keys(run.report_json, "teacher", "student")
     if not run.report_md.read_text().strip():
         raise _damaged(run.report_md, "it is empty")
+
+
+def check_prune_profile(run: RunDir) -> None:
+    _has_keys(run.prune_latency, "teacher_ms", "latency_ms")
+
+
+def check_prune(run: RunDir) -> None:
+    _has_keys(run.prune_result, "counts", "fit_rounds", "budget_fraction")
+    _tensors(run.pruned_dir / "weights.safetensors")

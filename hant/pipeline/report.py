@@ -68,6 +68,10 @@ def log_report(tracker: Tracker, run: RunDir) -> None:
     """Send the report's headline numbers, the selection and the latency/score table to W&B."""
     report = read_json(run.report_json)
     tracker.set_summary({k: report[k] for k in ("teacher", "student", "budget_ms", "within_budget")})
+    tracker.log_table("selection", ["slot", "candidate"], [[s, k] for s, k in report["selection"].items()])
+    tracker.log_image("pareto", run.root / PLOT_NAME)
+    if not run.scores.is_file():
+        return  # a `hant prune` run: no zoo, no candidate scores
     scores = read_json(run.scores)
     table = read_json(run.latency)["entries"]
     zoo = read_json(run.zoo)
@@ -79,8 +83,6 @@ def log_report(tracker: Tracker, run: RunDir) -> None:
             latency = table.get(CandidateSpec.from_dict(spec).uid, {}).get("median_ms")
             rows.append([slot, spec["key"], latency, rec.get("score"), rec.get("status"), chosen])
     tracker.log_table("candidates", ["slot", "candidate", "latency_ms", "score", "status", "chosen"], rows)
-    tracker.log_table("selection", ["slot", "candidate"], [[s, k] for s, k in report["selection"].items()])
-    tracker.log_image("pareto", run.root / PLOT_NAME)
 
 
 def report_points(report: dict, label: str = "student") -> list[dict]:

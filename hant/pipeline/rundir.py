@@ -24,6 +24,9 @@ class RunDir:
     selection = property(lambda self: self.root / "selection.json")
     student_dir = property(lambda self: self.root / "student")
     student_metrics = property(lambda self: self.root / "student" / "metrics.json")
+    prune_latency = property(lambda self: self.root / "prune_latency.json")
+    pruned_dir = property(lambda self: self.root / "pruned")
+    prune_result = property(lambda self: self.root / "pruned" / "prune.json")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
 

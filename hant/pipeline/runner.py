@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from ..distributed import barrier, is_main
 from ..errors import HantError
@@ -91,6 +91,8 @@ STAGES: dict[str, Stage] = {
     ]
 }
 STAGE_ORDER = list(STAGES)
+REPORT_STAGE = "report"
+"""The last stage of every pipeline variant: it writes ``report.json`` and ``report.md``."""
 
 
 def scoring_runtime(ctx: Context) -> list:
@@ -105,27 +107,28 @@ DISTRIBUTED_STAGES = ("teacher", "distill", "finetune")
 """Stages that every torchrun process runs together (DDP); rank 0 alone runs the others."""
 
 
-def _upstream(name: str) -> list[str]:
+def _upstream(name: str, pipeline: Mapping[str, Stage]) -> list[str]:
     """``name`` and every stage it depends on, in pipeline order."""
     seen: set[str] = set()
 
     def visit(n: str) -> None:
         if n not in seen:
             seen.add(n)
-            for dep in STAGES[n].needs:
+            for dep in pipeline[n].needs:
                 visit(dep)
 
     visit(name)
-    return [n for n in STAGE_ORDER if n in seen]
+    return [n for n in pipeline if n in seen]
 
 
-def fingerprint(ctx: Context, stage: Stage) -> str:
+def fingerprint(ctx: Context, stage: Stage, pipeline: Mapping[str, Stage] = STAGES) -> str:
     """Hash of the recipe part a stage reads and of its upstream stages' output files."""
-    inputs = {dep: [hash_file(p) for p in STAGES[dep].outputs(ctx.run)] for dep in stage.needs}
+    inputs = {dep: [hash_file(p) for p in pipeline[dep].outputs(ctx.run)] for dep in stage.needs}
     return hash_obj({"config": stage.config(ctx), "inputs": inputs})
 
 
-def is_current(ctx: Context, stage: Stage, on_damage: Callable[[str], None] | None = None) -> bool:
+def is_current(ctx: Context, stage: Stage, on_damage: Callable[[str], None] | None = None,
+               pipeline: Mapping[str, Stage] = STAGES) -> bool:
     """Whether a stage's outputs exist, are whole, and were made from its present inputs.
 
     A damaged output (or stage record) makes the stage not current; ``on_damage`` hears why.
@@ -140,7 +143,7 @@ def is_current(ctx: Context, stage: Stage, on_damage: Callable[[str], None] | No
         if on_damage is not None:
             on_damage(str(e))
         return False
-    return record.get("fingerprint") == fingerprint(ctx, stage)
+    return record.get("fingerprint") == fingerprint(ctx, stage, pipeline)
 
 
 def _reporter(emit: Callable[[str, str, dict], None], name: str) -> Callable[[str], None]:
@@ -153,8 +156,12 @@ def run_stages(
     force: bool = False,
     on_event: Callable[[str, str, dict], None] | None = None,
     tracker: Tracker | None = None,
+    pipeline: Mapping[str, Stage] = STAGES,
 ) -> dict[str, dict]:
     """Run ``upto`` and every stage it needs, skipping up-to-date ones (``force`` re-runs ``upto``).
+
+    ``pipeline`` is the stage table: :data:`STAGES` (``hant run``) or a variant over the same run
+    directory (``hant.pipeline.prune_stages.PRUNE_STAGES``, ``hant prune``).
 
     ``on_event(stage, "skipped" | "damaged" | "started" | "finished", info)`` reports progress to a
     caller ("damaged": an output failed its check, ``info`` is the reason; the stage is redone);
@@ -165,9 +172,9 @@ def run_stages(
     summaries: dict[str, dict] = {}
     if is_main():
         write_json(ctx.run.recipe, ctx.recipe.to_dict())
-    for name in _upstream(upto):
-        stage = STAGES[name]
-        if not (force and name == upto) and is_current(ctx, stage, _reporter(emit, name)):
+    for name in _upstream(upto, pipeline):
+        stage = pipeline[name]
+        if not (force and name == upto) and is_current(ctx, stage, _reporter(emit, name), pipeline):
             summaries[name] = ctx.run.stage_record(name).get("summary", {})
             emit(name, "skipped", summaries[name])
             continue
@@ -182,13 +189,13 @@ def run_stages(
         if is_main():
             ctx.run.write_stage_record(
                 name,
-                {"fingerprint": fingerprint(ctx, stage), "seconds": elapsed, "finished_at": time.time(), "summary": summary},
+                {"fingerprint": fingerprint(ctx, stage, pipeline), "seconds": elapsed, "finished_at": time.time(), "summary": summary},
             )
         barrier()
         summaries[name] = summary
         emit(name, "finished", {"seconds": elapsed, **summary})
         if tracker is not None:
             tracker.log_stage(name, {"seconds": elapsed, **summary})
-            if name == "report":
+            if name == REPORT_STAGE:
                 log_report(tracker, ctx.run)
     return summaries

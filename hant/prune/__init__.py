@@ -1,3 +1,6 @@
-"""Latency-aware structured pruning of whole networks: coupled channel groups (residual streams
-included), saliency criteria (HALP's BatchNorm Taylor, SP-LAMP's filter LAMP) and the schedules
-that pick widths with hant's integer program under a latency budget."""
+"""Latency-aware structured pruning on one core: coupled channel groups from Torch-Pruning's
+dependency graph (``groups``, cut by ``apply``), one importance interface (``importance``), one
+lookup-table latency model in the pipeline's terms (``space``), the schedules that pick widths with
+hant's integer program under a latency budget (``halp``, ``splamp``, ``run``), and a block pruned
+alone for the op zoo (``block``). ``hant prune`` runs them as stages of the pipeline
+(``hant.pipeline.prune_stages``)."""

@@ -1,32 +1,63 @@
-"""Coupled channels of a whole network: layers whose channels must be pruned together.
+"""Coupled channels of a whole network, from Torch-Pruning's dependency graph.
 
-The network is traced with ``torch.fx`` (norm layers and parameter-free leaves kept whole) and
-every tensor is given a channel-group id. A convolution or linear layer consumes its input's
-group and starts a new one; norms, depthwise convolutions and element-wise functions pass a
-group through; an addition (a residual connection) or a multiplication of two grouped tensors
-(a squeeze-excitation gate) merges their groups. A group touching the network's input or
-output, or a concatenation, cannot be pruned.
+Torch-Pruning traces the network with autograd and, for every convolution or linear layer, finds
+every layer whose channels must go with that layer's output channels: norms, depthwise
+convolutions, the layers that consume them, through additions (residual connections), gates,
+concatenations, splits and reshapes (a flatten before a linear layer), each with the indices the
+channel has in that layer. A :class:`ChannelGroup` holds one such set, rooted at its first
+producing layer.
+
+A grouped convolution whose input and output are one group (ResNeXt, RegNet) passes it through,
+as a depthwise one does, in whole convolution groups: such a group's ``unit`` is the channels of one.
+A group cannot be pruned (``fixed``, with the ``reason``) when it feeds the network's output, runs
+through another grouped convolution, lies outside every slot, meets a slot together with more streams
+than the width program enumerates, or when cutting it alone breaks the forward pass or changes the
+network's output shape (a layer type whose coupling Torch-Pruning does not know, attention heads).
 
 A group whose layers all lie inside one slot is that slot's *inner* group; one reaching across
 slots (a ResNet stage's residual width, the output of a stage of MBConv blocks) is a *stream*.
 """
 from __future__ import annotations
 
-import operator
+import logging
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
-import torch.fx as fx
+import torch_pruning as tp
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..errors import ZooError
+from ..errors import PruneError
 
-__all__ = ["ChannelGroup", "GroupGraph", "trace_groups"]
+log = logging.getLogger(__name__)
 
-_MERGING = {operator.add, operator.iadd, operator.mul, operator.imul, torch.add, torch.mul, "add", "mul", "add_", "mul_"}
-_CONCAT = {torch.cat, torch.concat, torch.stack, "cat"}
+__all__ = ["ChannelGroup", "GroupGraph", "Member", "check_prunable", "trace_groups"]
+
+MAX_SLOT_STREAMS = 2
+"""Streams one slot may meet: a slot's candidates enumerate every combination of their widths."""
 _NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
+_PRIORITY = ("other", "consumer", "norm", "producer", "depthwise")
+"""A layer met twice in a group (a depthwise conv cuts both sides) takes the later kind."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One layer (or parameter) of a group: what to cut there, at which indices."""
+
+    path: str
+    """Module path, or the dotted name of a parameter outside any layer (a position embedding)."""
+    prune: Callable
+    """Torch-Pruning's pruning function of the layer: ``prune(layer, removed_indices)``."""
+    pruning_dim: int
+    outputs: bool
+    """True when the function cuts the layer's output channels (a producer or a norm)."""
+    local: tuple[int, ...]
+    """Indices the group's channels have in this layer."""
+    root: tuple[int, ...]
+    """For each of ``local``, the group channel it belongs to."""
+    is_parameter: bool = False
 
 
 @dataclass
@@ -35,26 +66,52 @@ class ChannelGroup:
 
     name: str
     width: int
-    producers: list[str] = field(default_factory=list)
-    """Convolutions / linear layers whose output channels are the group."""
-    consumers: list[str] = field(default_factory=list)
-    """Convolutions / linear layers whose input channels are the group."""
-    norms: list[str] = field(default_factory=list)
-    depthwise: list[str] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Member path -> ``producer``, ``consumer``, ``norm``, ``depthwise`` or ``other``."""
+    unit: int = 1
+    """Channels kept or dropped together (those of one group of a grouped convolution)."""
     fixed: bool = False
-    """True when the group cannot be pruned (network input or output, concatenation, grouped conv)."""
+    """True when the group cannot be pruned (``reason`` says why)."""
+    reason: str = ""
     slot: str | None = None
     """The slot path holding every layer of an inner group; None for a stream or an unslotted group."""
     slots: list[str] = field(default_factory=list)
     """Paths of the slots any layer of the group lies in."""
 
+    def _of(self, kind: str) -> list[str]:
+        return [p for p, k in self.kinds.items() if k == kind]
+
     @property
-    def members(self) -> list[str]:
-        return [*self.producers, *self.consumers, *self.norms, *self.depthwise]
+    def producers(self) -> list[str]:
+        """Convolutions / linear layers whose output channels are the group."""
+        return self._of("producer")
+
+    @property
+    def consumers(self) -> list[str]:
+        """Convolutions / linear layers whose input channels are the group."""
+        return self._of("consumer")
+
+    @property
+    def norms(self) -> list[str]:
+        return self._of("norm")
+
+    @property
+    def depthwise(self) -> list[str]:
+        return self._of("depthwise")
+
+    @property
+    def paths(self) -> list[str]:
+        """Every layer the group runs through."""
+        return list(self.kinds)
 
     @property
     def is_stream(self) -> bool:
         return not self.fixed and self.slot is None and bool(self.slots)
+
+    def freeze(self, reason: str) -> None:
+        if not self.fixed:
+            self.fixed, self.reason = True, reason
 
 
 @dataclass
@@ -62,10 +119,12 @@ class GroupGraph:
     """The channel groups of a network, and per slot the groups at its input, output and inside it."""
 
     groups: dict[str, ChannelGroup]
-    slot_in: dict[str, str]
-    slot_out: dict[str, str]
+    slot_inputs: dict[str, list[str]]
+    """Slot path -> groups in its input tensor (made outside the slot, consumed inside it)."""
+    slot_outputs: dict[str, list[str]]
+    """Slot path -> groups in its output tensor (made inside the slot, reaching outside it)."""
     layer_in_shape: dict[str, tuple[int, ...]]
-    """Per-sample input shape of every grouped layer (for measuring it alone)."""
+    """Per-sample input shape of every layer (for measuring it alone)."""
 
     def inner(self, slot_path: str) -> list[ChannelGroup]:
         """The prunable groups entirely inside the slot at ``slot_path``."""
@@ -75,162 +134,197 @@ class GroupGraph:
         """Prunable groups that reach across slots."""
         return [g for g in self.groups.values() if g.is_stream]
 
-
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _NORMS) or not any(True for _ in m.children())
-
-
-class _Union:
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-        self.groups: list[ChannelGroup] = []
-
-    def new(self, width: int, fixed: bool = False) -> int:
-        self.parent.append(len(self.parent))
-        self.groups.append(ChannelGroup(name="", width=width, fixed=fixed))
-        return len(self.parent) - 1
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> int:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        ga, gb = self.groups[ra], self.groups[rb]
-        if ga.width != gb.width:
-            ga.fixed = True  # broadcast of mismatched widths: leave both alone
-        for attr in ("producers", "consumers", "norms", "depthwise"):
-            getattr(ga, attr).extend(getattr(gb, attr))
-        ga.fixed = ga.fixed or gb.fixed
-        self.parent[rb] = ra
-        return ra
+    def frozen(self) -> dict[str, str]:
+        """Group -> why it is not pruned."""
+        return {g.name: g.reason for g in self.groups.values() if g.fixed}
 
 
-def _tensor_args(node: fx.Node, gid: dict[fx.Node, int]) -> list[int]:
-    found: list[int] = []
-    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(gid[n]) if n in gid else None)
-    return found
+class _GroupedConv(nn.Conv2d):
+    """The class a grouped convolution with as many inputs as outputs wears while it is traced, so
+    that Torch-Pruning couples its input and output channels through :class:`_GroupedConvPruner`."""
 
 
-def trace_groups(model: nn.Module, example: torch.Tensor, slot_paths: list[str]) -> GroupGraph:
-    """The channel groups of ``model`` (traced on ``example``, a batch) and how they meet its slots."""
+class _GroupedConvPruner(tp.pruner.function.ConvPruner):
+    """Drops whole convolution groups of a grouped convolution (input and output channels at once)."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs) -> nn.Module:
+        unit = layer.out_channels // layer.groups
+        keep = sorted(set(range(layer.out_channels)) - {int(i) for i in idxs})
+        if len(keep) % unit or any(keep[i] % unit != i % unit for i in range(len(keep))):
+            raise PruneError(f"a grouped convolution keeps whole groups of {unit} channels, not {len(keep)} of them")
+        index = torch.tensor(keep, device=layer.weight.device)
+        layer.weight = nn.Parameter(layer.weight.detach().index_select(0, index), requires_grad=layer.weight.requires_grad)
+        if layer.bias is not None:
+            layer.bias = nn.Parameter(layer.bias.detach().index_select(0, index), requires_grad=layer.bias.requires_grad)
+        layer.out_channels = layer.in_channels = len(keep)
+        layer.groups = len(keep) // unit
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+
+_GROUPED_PRUNER = _GroupedConvPruner()
+
+
+def _is_grouped(m: nn.Module) -> bool:
+    return type(m) is nn.Conv2d and 1 < m.groups < m.in_channels and m.in_channels == m.out_channels
+
+
+def _torch_pruning_groups(model: nn.Module, example: torch.Tensor) -> tuple[tp.DependencyGraph, list]:
+    """Torch-Pruning's dependency graph of ``model`` and its groups (full indices), traced in eval mode."""
+    grouped = [m for m in model.modules() if _is_grouped(m)]
+    was_training = model.training
+    model.eval()
+    for m in grouped:
+        m.__class__ = _GroupedConv
     try:
-        graph = _Tracer().trace(model)
-    except Exception as e:  # fx raises many types on untraceable control flow
-        raise ZooError(f"{type(model).__name__} cannot be traced by torch.fx for whole-network pruning: {e}") from e
-    shapes = _layer_shapes(model, example)
-    uf = _Union()
-    gid: dict[fx.Node, int] = {}
-    module_io: list[tuple[str, int, int]] = []
-    for node in graph.nodes:
-        args = _tensor_args(node, gid)
-        if node.op == "placeholder":
-            gid[node] = uf.new(int(example.shape[1]), fixed=True)
-        elif node.op == "call_module":
-            path = str(node.target)
-            out = _module_group(model.get_submodule(path), path, args[0] if args else None, uf)
-            if out is not None:
-                gid[node] = out
-                module_io.append((path, args[0] if args else out, out))
-        elif node.op in ("call_function", "call_method"):
-            if node.target in _CONCAT:
-                for a in args:
-                    uf.groups[uf.find(a)].fixed = True
-            elif node.target in _MERGING and len(args) >= 2:
-                merged = args[0]
-                for a in args[1:]:
-                    merged = uf.union(merged, a)
-                gid[node] = merged
-            elif args:
-                gid[node] = args[0]
-        elif node.op == "output":
-            for a in args:
-                uf.groups[uf.find(a)].fixed = True
-    return _finish(uf, module_io, slot_paths, shapes)
-
-
-def _module_group(m: nn.Module, path: str, inp: int | None, uf: _Union) -> int | None:
-    if isinstance(m, nn.Conv2d):
-        if inp is None:
-            return None
-        g = uf.groups[uf.find(inp)]
-        if m.groups == 1:
-            g.consumers.append(path)
-            out = uf.new(m.out_channels)
-            uf.groups[out].producers.append(path)
-            return out
-        if m.groups == m.in_channels == m.out_channels:
-            g.depthwise.append(path)
-            return inp
-        g.fixed = True
-        out = uf.new(m.out_channels, fixed=True)
-        return out
-    if isinstance(m, nn.Linear):
-        if inp is None:
-            return None
-        uf.groups[uf.find(inp)].consumers.append(path)
-        out = uf.new(m.out_features)
-        uf.groups[out].producers.append(path)
-        return out
-    if isinstance(m, _NORMS) and inp is not None:
-        uf.groups[uf.find(inp)].norms.append(path)
-        return inp
-    if any(True for _ in m.parameters(recurse=False)) and inp is not None:
-        uf.groups[uf.find(inp)].fixed = True  # a parameterised layer we do not know how to cut
-    return inp
+        with torch.enable_grad():
+            dg = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, verbose=False, customized_pruners={_GroupedConv: _GROUPED_PRUNER}
+            )
+        return dg, list(dg.get_all_groups())
+    except Exception as e:  # autograd tracing fails in many ways on exotic forward passes
+        raise PruneError(f"Torch-Pruning cannot trace {type(model).__name__} for channel pruning: {e}") from e
+    finally:
+        for m in grouped:
+            m.__class__ = nn.Conv2d
+        model.train(was_training)
 
 
 def _inside(path: str, slot: str) -> bool:
-    return path == slot or path.startswith(slot + ".")
+    return path == slot or path.startswith(slot + ".") or slot == ""  # "": the traced module itself
 
 
 def _slot_of(path: str, slot_paths: list[str]) -> str | None:
     return next((s for s in slot_paths if _inside(path, s)), None)
 
 
-def _finish(uf: _Union, module_io: list[tuple[str, int, int]], slot_paths: list[str], shapes: dict) -> GroupGraph:
+def _kind(layer: object, outputs: bool) -> str:
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        if (layer.groups == layer.out_channels and layer.groups > 1) or _is_grouped(layer):
+            return "depthwise"  # passes the group through, input and output channels at once
+        return "producer" if outputs else "consumer"
+    if isinstance(layer, nn.Linear):
+        return "producer" if outputs else "consumer"
+    if isinstance(layer, _NORMS):
+        return "norm"
+    return "other"
+
+
+def _group(dg: tp.DependencyGraph, tp_group, names: dict, order: dict[str, int]) -> ChannelGroup:
+    members, kinds, fixed, unit = [], {}, "", 1
+    for item in tp_group:
+        dep, idxs = item
+        target = dep.target.module
+        outputs = dg.is_out_channel_pruning_fn(dep.handler)
+        is_param = isinstance(target, nn.Parameter)
+        if outputs and not dep.target.outputs and not is_param:
+            fixed = fixed or "it feeds the network's output"
+        path = names.get(id(target))
+        if path is None:
+            continue  # Torch-Pruning's own bookkeeping node (add, concat, reshape): nothing to cut
+        members.append(Member(path, dep.handler, dep.target.pruning_dim, outputs, tuple(int(j) for j in idxs),
+                              tuple(int(r) for r in item.root_idxs), is_param))
+        kind = "other" if is_param else _kind(target, outputs)
+        kinds[path] = max(kind, kinds.get(path, "other"), key=_PRIORITY.index)
+        if isinstance(target, nn.modules.conv._ConvNd) and 1 < target.groups < target.in_channels:
+            if _is_grouped(target):
+                unit = math.lcm(unit, target.out_channels // target.groups)
+            else:
+                fixed = fixed or f"it runs through the grouped convolution {path}"
+    root = members[0]
+    name = min((m.path for m in members if kinds[m.path] == "producer"), key=order.__getitem__, default=root.path)
+    g = ChannelGroup(name, len(set(root.root)), members, dict(sorted(kinds.items(), key=lambda kv: order.get(kv[0], -1))), unit)
+    if fixed:
+        g.freeze(fixed)
+    return g
+
+
+def trace_groups(model: nn.Module, example: torch.Tensor, slot_paths: list[str], check: bool = True) -> GroupGraph:
+    """The channel groups of ``model`` (traced on ``example``, a batch) and how they meet its slots.
+
+    With ``check``, every group is cut to half its width once and the network run: a group whose cut
+    breaks the forward pass or changes the output's shape is frozen, with the error as its reason.
+    """
+    dg, tp_groups = _torch_pruning_groups(model, example)
+    names = {id(m): p for p, m in model.named_modules()}
+    names.update({id(p): n for n, p in model.named_parameters()})
+    order = {p: i for i, (p, _) in enumerate(model.named_modules())}
+    order.update({n: len(order) + i for i, (n, _) in enumerate(model.named_parameters())})
     groups: dict[str, ChannelGroup] = {}
-    name_of: dict[int, str] = {}
-    for i in range(len(uf.parent)):
-        root = uf.find(i)
-        if root in name_of:
-            continue
-        g = uf.groups[root]
-        if not g.producers:
-            g.fixed = True
-        g.name = g.producers[0] if g.producers else f"input{len(groups)}"
-        owners = [_slot_of(p, slot_paths) for p in g.members]
-        g.slots = sorted({o for o in owners if o is not None}, key=slot_paths.index)
-        if owners and all(o is not None for o in owners) and len(g.slots) == 1:
+    for tp_group in tp_groups:
+        g = _group(dg, tp_group, names, order)
+        groups.setdefault(g.name, g)
+    groups = dict(sorted(groups.items(), key=lambda kv: order[kv[0]]))  # network order, as the layers are defined
+    graph = _place(groups, slot_paths, _layer_shapes(model, example))
+    if check:
+        _check_cuts(model, example, graph)
+    for name, reason in graph.frozen().items():
+        log.debug("channel group %s is not pruned: %s", name, reason)
+    return graph
+
+
+def _place(groups: dict[str, ChannelGroup], slot_paths: list[str], shapes: dict) -> GroupGraph:
+    slot_inputs: dict[str, list[str]] = {s: [] for s in slot_paths}
+    slot_outputs: dict[str, list[str]] = {s: [] for s in slot_paths}
+    for g in groups.values():
+        owners = {p: _slot_of(p, slot_paths) for p in g.paths}
+        g.slots = sorted({o for o in owners.values() if o is not None}, key=slot_paths.index)
+        if g.slots and all(o is not None for o in owners.values()) and len(g.slots) == 1:
             g.slot = g.slots[0]
         if not g.slots:
-            g.fixed = True
-        name_of[root] = g.name
-        groups[g.name] = g
-    slot_in: dict[str, str] = {}
-    slot_out: dict[str, str] = {}
-    for path, inp, out in module_io:
-        slot = _slot_of(path, slot_paths)
-        if slot is None:
-            continue
-        slot_in.setdefault(slot, name_of[uf.find(inp)])
-        slot_out[slot] = name_of[uf.find(out)]
-    return GroupGraph(groups, slot_in, slot_out, shapes)
+            g.freeze("no layer of it lies in a slot")
+        made_in = {owners[m.path] for m in g.members if m.outputs and g.kinds[m.path] == "producer"}
+        for s in g.slots:
+            if g.slot == s:
+                continue
+            if any(owners[m.path] == s and not m.outputs for m in g.members) and made_in - {s}:
+                slot_inputs[s].append(g.name)
+            if s in made_in:
+                slot_outputs[s].append(g.name)
+    graph = GroupGraph(groups, slot_inputs, slot_outputs, shapes)
+    for s in slot_paths:
+        streams = [n for n in dict.fromkeys(slot_inputs[s] + slot_outputs[s]) if groups[n].is_stream]
+        if len(streams) > MAX_SLOT_STREAMS:
+            for n in streams:
+                groups[n].freeze(f"slot {s} meets {len(streams)} streams (a concatenation); at most {MAX_SLOT_STREAMS} are pruned per slot")
+    return graph
+
+
+def _check_cuts(model: nn.Module, example: torch.Tensor, graph: GroupGraph) -> None:
+    from .apply import first_channels, pruned_copy  # apply imports this module's types
+
+    live = {n: g for n, g in graph.groups.items() if not g.fixed}
+    with torch.no_grad():
+        want = model.eval()(example).shape
+
+    def failure(names: list[str]) -> str | None:
+        halves = first_channels({n: max(live[n].unit, live[n].width // 2 // live[n].unit * live[n].unit) for n in names})
+        try:
+            with torch.no_grad():
+                got = pruned_copy(model, graph.groups, halves).eval()(example).shape
+        except Exception as e:  # any failure of the cut network is the group's reason
+            return f"cutting it breaks the forward pass ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        return None if got == want else f"cutting it changes the network's output shape {tuple(want)} to {tuple(got)}"
+
+    if not live or failure(list(live)) is None:
+        return
+    for name in live:
+        why = failure([name])
+        if why is not None:
+            graph.groups[name].freeze(why)
+            log.info("channel group %s is not pruned: %s", name, why)
 
 
 def _layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for path, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, *_NORMS)):
+        if path and not any(True for _ in m.children()):
 
             def hook(mod: nn.Module, args: tuple, path: str = path) -> None:
-                shapes.setdefault(path, tuple(args[0].shape[1:]))
+                if args and isinstance(args[0], torch.Tensor):
+                    shapes.setdefault(path, tuple(args[0].shape[1:]))
 
             handles.append(m.register_forward_pre_hook(hook))
     was_training = model.training
@@ -243,3 +337,10 @@ def _layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[in
             h.remove()
         model.train(was_training)
     return shapes
+
+
+def check_prunable(graph: GroupGraph, model_name: str) -> None:
+    """Raise a one-line :class:`PruneError` when no group of the network can be pruned."""
+    if not graph.streams() and not any(g.slot and not g.fixed for g in graph.groups.values()):
+        reasons = sorted(set(graph.frozen().values()))[:3]
+        raise PruneError(f"{model_name} has no channel group that hant can prune ({'; '.join(reasons) or 'no groups'})")

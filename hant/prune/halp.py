@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..distill.trainer import kd_loss
-from ..search import solve
-from .saliency import BnTaylor
+from ..errors import InfeasibleBudgetError
+from .importance import GradientImportance
 from .space import PruneSpace
-from .state import Pruned
+from .state import PruningState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class HalpSchedule:
     kd_alpha: float = 0.7
     kd_temperature: float = 4.0
     history: list[dict] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    """The importance the last step pruned by (group -> one score per channel it then had)."""
 
 
 def step_targets(start_ms: float, budget_ms: float, steps: int) -> list[float]:
@@ -50,13 +52,14 @@ def step_targets(start_ms: float, budget_ms: float, steps: int) -> list[float]:
 
 def _train_interval(
     model: nn.Module, loader: DataLoader, sched: HalpSchedule, teacher: nn.Module | None,
-    augment: Callable | None, saliency: BnTaylor,
+    augment: Callable | None, saliency: GradientImportance, device: torch.device,
 ) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum, weight_decay=sched.weight_decay)
     model.train()
     total, n = 0.0, 0
     for _ in range(sched.epochs_per_step):
         for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if augment is not None:
                 x = augment(x)
             logits = model(x)
@@ -83,32 +86,36 @@ def halp_prune(
     *,
     augment: Callable | None = None,
     fit_last: Callable[[Callable[[float], nn.Module]], nn.Module] | None = None,
+    device: torch.device | str = "cpu",
 ) -> nn.Module:
     """Prune a copy of ``teacher`` to ``budget_ms`` (lookup-table latency) by HALP's schedule.
 
     ``fit_last(build)``, when given, chooses the last step's budget (``build(budget_ms)`` returns
-    the network cut at that budget), e.g. :func:`hant.prune.verify.fit_measured`.
+    the network cut at that budget), e.g. :func:`hant.prune.verify.fit_to_fraction`. Training runs on
+    ``device`` (model, teacher and batches); the network returned is on the CPU.
     """
     import copy
 
-    state = Pruned(copy.deepcopy(teacher), example, [s.path for s in space.slots])
+    device = torch.device(device)
+    teacher_on_device = copy.deepcopy(teacher).to(device).eval()
+    state = PruningState(copy.deepcopy(teacher), example, [s.path for s in space.slots])
     state.model.requires_grad_(True)
     names = list(space.full_counts())
     targets = step_targets(space.predict_ms(space.full_counts()), budget_ms, sched.steps)
     for k, target in enumerate(targets):
         graph = state.graph()
-        saliency = BnTaylor(state.model, graph.groups.values())
-        loss = _train_interval(state.model, loader, sched, teacher, augment, saliency)
+        saliency = GradientImportance(state.model.to(device), graph.groups.values(), "bn_taylor")
+        loss = _train_interval(state.model, loader, sched, teacher_on_device, augment, saliency, device)
+        state.model.cpu()
         scores = saliency.scores()
+        sched.scores = scores
         limits = state.counts(names)
 
-        def build(b: float, state: Pruned = state, scores: dict = scores, limits: dict = limits) -> Pruned:
-            problem, _ = space.problem(scores, b, limits)
-            counts = space.decode(solve(problem).choices)
-            return state.cut(scores, counts)
+        def build(b: float, state: PruningState = state, scores: dict = scores, limits: dict = limits) -> PruningState:
+            return state.cut(scores, space.widths(scores, b, limits))
 
         if k == len(targets) - 1 and fit_last is not None:
-            holder: dict[str, Pruned] = {}
+            holder: dict[str, PruningState] = {}
 
             def build_model(b: float) -> nn.Module:
                 holder["s"] = build(b)
@@ -117,7 +124,10 @@ def halp_prune(
             fit_last(build_model)
             state = holder["s"]
         else:
-            state = build(target)
+            try:
+                state = build(target)
+            except InfeasibleBudgetError:  # an early step's target below the narrowest network
+                state = state.cut(scores, space.min_counts(limits))
         counts = state.counts(names)
         sched.history.append({"step": k, "target_ms": target, "loss": loss, "predicted_ms": space.predict_ms(counts)})
         log.info("HALP step %d: target %.3f ms, predicted %.3f ms, loss %.4f", k, target, sched.history[-1]["predicted_ms"], loss)

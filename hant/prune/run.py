@@ -1,28 +1,30 @@
-"""One pruning method end to end on a trained teacher: lookup table, widths, measured fit.
-
-Fine-tuning is left to the caller (every method of a comparison gets the same schedule).
+"""One pruning method end to end on a trained teacher: channel groups, lookup table, widths,
+measured fit. The prune stages of the pipeline (``hant.pipeline.prune_stages``) and the benchmarks
+call these; fine-tuning is left to the caller (every method of a comparison gets the same schedule).
 """
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..config import Recipe
+from ..config import PruneMethod, Recipe
 from ..errors import ConfigError
 from ..slots import Slot
-from .groups import trace_groups
+from .groups import check_prunable, trace_groups
 from .halp import HalpSchedule, halp_prune
-from .saliency import lamp_filter_scores
+from .importance import lamp_filter_scores
 from .space import PruneSpace
 from .splamp import splamp_counts
-from .state import Pruned
-from .verify import fit_measured
+from .state import PruningState
+from .verify import fit_to_fraction
 
 __all__ = ["METHODS", "PruneResult", "build_space", "prune_to_budget"]
 
-METHODS = ("halp", "splamp")
+METHODS = typing.get_args(PruneMethod)
 
 
 @dataclass
@@ -34,15 +36,25 @@ class PruneResult:
     predicted_ms: float
     fit_rounds: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The importance the widths were chosen by (group -> per-channel scores)."""
 
 
-def build_space(recipe: Recipe, teacher: nn.Module, slots: list[Slot], input_shape: tuple[int, ...]) -> PruneSpace:
-    """The teacher's pruning space with its lookup table measured on the recipe's target (cached)."""
-    example = torch.randn(2, *input_shape)
+def build_space(
+    recipe: Recipe, teacher: nn.Module, slots: list[Slot], input_shape: tuple[int, ...],
+    latency_ms: Mapping[str, float] | None = None, teacher_ms: float | None = None,
+) -> PruneSpace:
+    """The teacher's pruning space; its lookup table from ``latency_ms`` (uid -> ms, with the measured
+    ``teacher_ms``) or else measured on the recipe's target (shared cache first)."""
+    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
     graph = trace_groups(teacher, example, [s.path for s in slots])
+    check_prunable(graph, recipe.teacher.model)
     space = PruneSpace(graph, slots, tuple(float(f) for f in recipe.prune.fractions), recipe.prune.divisor)
-    space.measure(teacher, input_shape, recipe.target, rel_precision=recipe.profile.rel_precision,
-                  time_budget_s=recipe.profile.time_budget_s)
+    if latency_ms is not None:
+        space.set_latencies(teacher, latency_ms, float(teacher_ms))
+    else:
+        space.measure(teacher, input_shape, recipe.target, rel_precision=recipe.profile.rel_precision,
+                      time_budget_s=recipe.profile.time_budget_s)
     return space
 
 
@@ -51,22 +63,24 @@ def prune_to_budget(
     teacher: nn.Module,
     space: PruneSpace,
     fraction: float,
-    train_loader,
+    input_shape: tuple[int, ...],
+    train_loader=None,
     augment=None,
+    device: torch.device | str = "cpu",
 ) -> PruneResult:
     """Prune ``teacher`` to ``fraction`` of its latency by ``recipe.prune.method``; the network is
     measured beside the teacher and the budget tightened until it fits (``search.verify_rounds``,
-    ``search.margin``)."""
+    ``search.margin``). HALP trains on ``device`` with batches from ``train_loader``."""
     cfg = recipe.prune
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown prune.method {cfg.method!r}; choose one of {list(METHODS)}")
-    input_shape = _input_shape(recipe, teacher)
-    example = torch.randn(2, *input_shape)
+    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
+    paths = [s.path for s in space.slots]
     names = list(space.full_counts())
     rounds: list[dict] = []
 
     def fit(build):
-        result = fit_measured(
+        result = fit_to_fraction(
             build, teacher, input_shape, recipe.target, fraction, space.predicted_teacher_ms,
             margin=recipe.search.margin, rounds=recipe.search.verify_rounds,
             rel_precision=recipe.profile.rel_precision, time_budget_s=recipe.profile.time_budget_s,
@@ -80,16 +94,11 @@ def prune_to_budget(
         sched = HalpSchedule(steps=cfg.steps, epochs_per_step=cfg.epochs_per_step, lr=ft.lr,
                              weight_decay=ft.weight_decay, kd_alpha=ft.kd_alpha, kd_temperature=ft.kd_temperature)
         model = halp_prune(teacher, space, example, train_loader, fraction * space.predicted_teacher_ms, sched,
-                           augment=augment, fit_last=fit)
-        history = sched.history
+                           augment=augment, fit_last=fit, device=device)
+        history, scores = sched.history, sched.scores
     else:
-        scores = lamp_filter_scores(teacher, trace_groups(teacher, example, [s.path for s in space.slots]).groups.values())
-        base = Pruned(teacher, example, [s.path for s in space.slots])
+        scores = lamp_filter_scores(teacher, space.graph.groups.values())
+        base = PruningState(teacher, example, paths)
         model = fit(lambda b: base.cut(scores, splamp_counts(space, scores, b)).model)
-    counts = Pruned(model, example, [s.path for s in space.slots]).counts(names)
-    return PruneResult(model, counts, space.predict_ms(counts), rounds, history)
-
-
-def _input_shape(recipe: Recipe, teacher: nn.Module) -> tuple[int, ...]:
-    conv = next(m for m in teacher.modules() if isinstance(m, nn.Conv2d))
-    return (conv.in_channels, recipe.data.image_size, recipe.data.image_size)
+    counts = PruningState(model, example, paths).counts(names)
+    return PruneResult(model, counts, space.predict_ms(counts), rounds, history, scores)

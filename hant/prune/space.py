@@ -5,8 +5,12 @@ Every width is a fraction of the teacher's channels from one grid (``fractions``
 ``divisor`` channels: the neuron-group size). A slot's candidate fixes its inner fraction and the
 fraction of each stream it touches; the stream's group slot holds the stream's layers outside any
 slot (stem, head) and its importance, and links force all slots on a stream to agree with it.
-Latencies come from a lookup table measured on the target (blocks and unslotted stream layers at
-every width they can take); scores are the importance each choice removes.
+Latencies come from a lookup table measured on the target, in the pipeline's latency model: every
+slot's block at each of its candidate widths, and the part outside the slots measured directly (the
+network cut to the widths of the streams that reach it, its slots replaced by stubs, as
+``hant.latency.network.outside_slots`` does for ``hant run``), one entry per combination of those
+stream widths; the outside part is one more slot of the program, linked to its streams. Scores are the
+importance each choice removes.
 """
 from __future__ import annotations
 
@@ -18,17 +22,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..latency import LatencyCache, LatencyTarget, profile
+from ..latency import LatencyCache, LatencyTarget, SlotOptions, profile
+from ..latency.network import outside_slots
 from ..ops_zoo.pruning import pruned_width
-from ..search import CandidateCost, Problem, SlotChoices
+from ..errors import InfeasibleBudgetError, SearchError
+from ..search import CandidateCost, Problem, SlotChoices, solve
 from ..search.linking import Link, linked_problem
 from ..slots import Slot, structure_hash
 from .apply import first_channels, pruned_copy
 from .groups import GroupGraph
 
-__all__ = ["PruneSpace", "STREAM_PREFIX", "removed_importance"]
+__all__ = ["OUTSIDE_SLOT", "PruneSpace", "STREAM_PREFIX", "removed_importance"]
 
 STREAM_PREFIX = "stream:"
+OUTSIDE_SLOT = "outside-slots"
+"""The program's slot for the part of the network outside the slots (stem, head, glue)."""
 
 
 def _key(fraction: float) -> str:
@@ -61,15 +69,24 @@ class PruneSpace:
     # -- widths -------------------------------------------------------------------------------
     def count(self, group: str, j: int) -> int:
         """Channels of ``group`` at fraction index ``j``."""
-        return pruned_width(self.graph.groups[group].width, self.fractions[j], self.divisor)
+        g = self.graph.groups[group]
+        return pruned_width(g.width, self.fractions[j], math.lcm(self.divisor, g.unit))
 
     def streams(self) -> list[str]:
         return [g.name for g in self.graph.streams()]
 
     def slot_streams(self, slot: Slot) -> list[str]:
         """The streams at a slot's input and output (one when they are the same)."""
-        names = [self.graph.slot_in.get(slot.path), self.graph.slot_out.get(slot.path)]
-        return [n for n in dict.fromkeys(names) if n is not None and self.graph.groups[n].is_stream]
+        names = [*self.graph.slot_inputs.get(slot.path, ()), *self.graph.slot_outputs.get(slot.path, ())]
+        return [n for n in dict.fromkeys(names) if self.graph.groups[n].is_stream]
+
+    def outside_streams(self) -> list[str]:
+        """The streams with layers outside every slot (the stem's output, the head's input)."""
+        paths = [s.path for s in self.slots]
+        return [
+            g for g in self.streams()
+            if any(not any(p == s or p.startswith(s + ".") for s in paths) for p in self.graph.groups[g].paths)
+        ]
 
     def inner(self, slot: Slot) -> list[str]:
         return [g.name for g in self.graph.inner(slot.path)]
@@ -98,47 +115,56 @@ class PruneSpace:
             out.append(counts)
         return out
 
+    def outside_candidates(self, limits: Mapping[str, int] | None = None) -> list[dict[str, int]]:
+        """Every combination of the outside streams' widths as stream → count, full width first."""
+        limits = limits or {}
+        streams = self.outside_streams()
+        return [
+            {s: self.count(s, j) for s, j in zip(streams, combo)}
+            for combo in itertools.product(*(self.options(s, limits.get(s)) for s in streams))
+        ]
+
+    def slot_shape(self, slot: Slot, counts: Mapping[str, int], output: bool = False) -> tuple[int, ...]:
+        """Per-sample input (or output) shape of a slot whose groups keep ``counts`` channels."""
+        shape = list(slot.out_shape if output else slot.in_shape)
+        dim = 0 if len(shape) == 3 else len(shape) - 1  # (C, H, W) images; (tokens, C) sequences
+        at = (self.graph.slot_outputs if output else self.graph.slot_inputs).get(slot.path, ())
+        groups = self.graph.groups
+        shape[dim] -= sum(groups[g].width - counts.get(g, groups[g].width) for g in at if not groups[g].fixed)
+        return tuple(shape)
+
     # -- latency lookup table -----------------------------------------------------------------
     def slot_uid(self, slot: Slot, block_hash: str, counts: Mapping[str, int]) -> str:
         widths = ",".join(f"{counts[g]}" for g in sorted(counts))
         return f"prune-block:{block_hash}:{slot.path}:{widths}"
 
+    def outside_uid(self, teacher_hash: str, counts: Mapping[str, int]) -> str:
+        widths = ",".join(f"{g}={counts[g]}" for g in sorted(counts))
+        return f"prune-outside:{teacher_hash}:{widths}"
+
     def _slot_entry(self, teacher: nn.Module, slot: Slot, counts: Mapping[str, int]) -> tuple:
         block = teacher.get_submodule(slot.path)
-        in_group = self.graph.slot_in.get(slot.path)
-        channels = counts.get(in_group, slot.in_shape[0]) if in_group else slot.in_shape[0]
-        shape = (channels, *slot.in_shape[1:])
         factory = lambda: pruned_copy(block, self.graph.groups, first_channels(counts), prefix=slot.path)  # noqa: E731
-        return self.slot_uid(slot, structure_hash(block), counts), factory, shape
+        return self.slot_uid(slot, structure_hash(block), counts), factory, self.slot_shape(slot, counts)
 
-    def _stream_layers(self, stream: str) -> list[str]:
-        g = self.graph.groups[stream]
-        return [p for p in g.members if not any(p == s.path or p.startswith(s.path + ".") for s in self.slots)]
+    def outside_network(self, teacher: nn.Module, counts: Mapping[str, int], target: LatencyTarget) -> nn.Module:
+        """The teacher cut to ``counts`` with every slot replaced by a stub of its (cut) output shape."""
+        net = pruned_copy(teacher, self.graph.groups, first_channels(counts))
+        stubs = [SlotOptions(s.path, s.in_shape, self.slot_shape(s, counts, output=True), ()) for s in self.slots]
+        return outside_slots(net, stubs, target)
 
-    def _stream_entries(self, teacher: nn.Module, stream: str, j: int) -> list[tuple]:
-        entries = []
-        n = self.count(stream, j)
-        g = self.graph.groups[stream]
-        for path in self._stream_layers(stream):
-            layer = teacher.get_submodule(path)
-            shape = list(self.graph.layer_in_shape[path])
-            if path not in g.producers:
-                shape[0] = n
-            uid = f"prune-layer:{structure_hash(layer)}:{path}:{stream}={n}"
-            factory = lambda layer=layer, path=path: pruned_copy(layer, {stream: g}, {stream: torch.arange(n)}, prefix=path)  # noqa: E731
-            entries.append((uid, factory, tuple(shape)))
-        return entries
-
-    def entries(self, teacher: nn.Module, input_shape: tuple[int, ...]) -> list[tuple]:
+    def entries(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget | None = None) -> list[tuple]:
         """Lookup-table entries ``(uid, module factory, per-sample input shape)``, the teacher first:
-        every slot candidate and every stream's unslotted layers at each width."""
-        entries = [(f"prune-teacher:{structure_hash(teacher)}", teacher, tuple(input_shape))]
+        every slot candidate, and the outside part at every width of its streams."""
+        target = target or LatencyTarget()
+        teacher_hash = structure_hash(teacher)
+        entries = [(f"prune-teacher:{teacher_hash}", teacher, tuple(input_shape))]
         for slot in self.slots:
             for counts in self.slot_candidates(slot):
                 entries.append(self._slot_entry(teacher, slot, counts))
-        for stream in self.streams():
-            for j in self.options(stream):
-                entries += self._stream_entries(teacher, stream, j)
+        for counts in self.outside_candidates():
+            factory = lambda counts=counts: self.outside_network(teacher, counts, target)  # noqa: E731
+            entries.append((self.outside_uid(teacher_hash, counts), factory, tuple(input_shape)))
         return entries
 
     def set_latencies(self, teacher: nn.Module, latency_ms: Mapping[str, float], teacher_ms: float) -> None:
@@ -149,7 +175,7 @@ class PruneSpace:
 
     def measure(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget, **kwargs) -> None:
         """Measure every entry on ``target`` (the shared latency cache first) into the lookup table."""
-        entries = self.entries(teacher, input_shape)
+        entries = self.entries(teacher, input_shape, target)
         stats, _ = profile(entries, target, LatencyCache(), **kwargs)
         self.set_latencies(teacher, {uid: s.median_ms for uid, s in stats.items()}, stats[entries[0][0]].median_ms)
 
@@ -157,38 +183,25 @@ class PruneSpace:
         uid = self.slot_uid(slot, structure_hash(self._teacher.get_submodule(slot.path)), counts)
         return self.latency[uid]
 
-    def stream_ms(self, stream: str, j: int) -> float:
-        return sum(self.latency[uid] for uid, _, _ in self._stream_entries(self._teacher, stream, j))
+    def outside_ms(self, counts: Mapping[str, int]) -> float:
+        """The measured part outside the slots at the outside streams' widths in ``counts``."""
+        return self.latency[self.outside_uid(structure_hash(self._teacher), {g: counts[g] for g in self.outside_streams()})]
 
     def full_counts(self) -> dict[str, int]:
         names = set(self.streams()) | {g for s in self.slots for g in self.inner(s)}
-        return {g: self.graph.groups[g].width for g in names}
-
-    def fixed_ms(self) -> float:
-        """The teacher's latency outside slots and stream layers (stem glue, pooling, head)."""
-        full = self.full_counts()
-        slots = sum(self.slot_ms(s, {g: full[g] for g in (*self.slot_streams(s), *self.inner(s))}) for s in self.slots)
-        streams = sum(self.stream_ms(g, 0) for g in self.streams())
-        return max(0.0, self.teacher_ms - slots - streams)
+        return {g: self.graph.groups[g].width for g in sorted(names)}
 
     @property
     def predicted_teacher_ms(self) -> float:
-        """The lookup table's latency of the unpruned teacher: what budget fractions are fractions of.
-
-        It equals :attr:`teacher_ms` unless the slots and streams timed alone add up to more than the
-        whole teacher (the clamp in :meth:`fixed_ms`); a budget taken from the measured teacher would
-        then prune even at fraction 1.0.
-        """
+        """The lookup table's latency of the unpruned teacher: what budget fractions are fractions of
+        (its parts timed alone need not add up to the teacher measured whole, :attr:`teacher_ms`)."""
         return self.predict_ms(self.full_counts())
 
     def predict_ms(self, counts: Mapping[str, int]) -> float:
         """Lookup-table latency of the network whose groups keep ``counts`` channels."""
-        total = [self.fixed_ms()]
+        total = [self.outside_ms(counts)]
         for s in self.slots:
             total.append(self.slot_ms(s, {g: counts[g] for g in (*self.slot_streams(s), *self.inner(s))}))
-        for g in self.streams():
-            j = next(j for j in self.options(g) if self.count(g, j) == counts[g])
-            total.append(self.stream_ms(g, j))
         return math.fsum(total)
 
     # -- the integer program ------------------------------------------------------------------
@@ -213,14 +226,43 @@ class PruneSpace:
                     tags[s].append(str(counts[s]))
             slots.append(SlotChoices(slot.name, tuple(cands)))
             links += [Link(slot.name, STREAM_PREFIX + s, tuple(t)) for s, t in tags.items()]
+        cands, tags = [], {s: [] for s in self.outside_streams()}
+        for counts in self.outside_candidates(limits):
+            key = ",".join(f"{g}={counts[g]}" for g in counts) or "teacher"
+            cands.append(CandidateCost(key, self.outside_ms(counts), 0.0))
+            for s in tags:
+                tags[s].append(str(counts[s]))
+        slots.append(SlotChoices(OUTSIDE_SLOT, tuple(cands)))
+        links += [Link(OUTSIDE_SLOT, STREAM_PREFIX + s, tuple(t)) for s, t in tags.items()]
         for g in self.streams():
             opts = self.options(g, limits.get(g))
-            cands = [
-                CandidateCost(str(self.count(g, j)), self.stream_ms(g, j), removed_importance(importance[g], self.count(g, j)))
-                for j in opts
-            ]
+            cands = [CandidateCost(str(self.count(g, j)), 0.0, removed_importance(importance[g], self.count(g, j))) for j in opts]
             slots.append(SlotChoices(STREAM_PREFIX + g, tuple(cands)))
-        return linked_problem(Problem(tuple(slots), budget_ms, self.fixed_ms()), links), links
+        return linked_problem(Problem(tuple(slots), budget_ms, 0.0), links), links
+
+    def min_counts(self, limits: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The narrowest network ``limits`` allow: every stream and every slot's inner width at its last option."""
+        limits = limits or {}
+        counts = {s: self.count(s, self.options(s, limits.get(s))[-1]) for s in self.streams()}
+        for slot in self.slots:
+            last = self.slot_candidates(slot, limits)[-1]
+            counts.update({g: last[g] for g in self.inner(slot)})
+        return counts
+
+    def widths(self, importance: Mapping[str, torch.Tensor], budget_ms: float,
+               limits: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Group → kept channels: the linked knapsack's answer at ``budget_ms``. Raises
+        :class:`InfeasibleBudgetError` (with the narrowest network's latency) below the narrowest
+        network; a budget at or barely above it that the program cannot meet (latencies measured not
+        quite monotone in width) gives the narrowest network."""
+        floor = self.min_counts(limits)
+        floor_ms = self.predict_ms(floor)
+        if budget_ms < floor_ms:
+            raise InfeasibleBudgetError(budget_ms, floor_ms)
+        try:
+            return self.decode(solve(self.problem(importance, budget_ms, limits)[0]).choices)
+        except SearchError:
+            return floor
 
     def decode(self, choices: Mapping[str, str]) -> dict[str, int]:
         """Group → kept channels from a selection of :meth:`problem`."""

@@ -8,12 +8,12 @@ from torch import nn
 
 from ..latency import LatencyTarget
 from ..latency.fit import MeasuredFit
-from ..latency.fit import fit_measured as fit_to_limit
+from ..latency.fit import fit_measured
 
-__all__ = ["fit_measured"]
+__all__ = ["fit_to_fraction"]
 
 
-def fit_measured(
+def fit_to_fraction(
     build: Callable[[float], nn.Module],
     teacher: nn.Module,
     input_shape: tuple[int, ...],
@@ -34,7 +34,7 @@ def fit_measured(
         model = build(budget)
         return model, model
 
-    return fit_to_limit(
+    return fit_measured(
         build_network, teacher, input_shape, target, fraction * predicted_teacher_ms,
         lambda teacher_ms: fraction * teacher_ms * (1 - margin),
         rounds=rounds, stop_at_floor=True, **measure_kwargs,

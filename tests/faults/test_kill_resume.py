@@ -153,3 +153,53 @@ def test_killed_kd_finetune_loop_resumes_to_identical_weights(tmp_path):
         assert hash_file(run / "weights.safetensors") == hash_file(tmp_path / "ref" / "weights.safetensors")
         assert (run / "history.txt").read_text() == (tmp_path / "ref" / "history.txt").read_text()
     assert killed_any, "no run was killed before it finished"
+
+
+PRUNE_RECIPE = tiny_recipe(
+    teacher={"train": {"epochs": 1, "lr": 0.1}},
+    finetune={"epochs": 4},
+    search={"budget": 0.8, "verify_rounds": 1},
+    profile={"rel_precision": 0.3, "time_budget_s": 1},
+    prune={"method": "halp", "fractions": [1.0, 0.5], "divisor": 4, "steps": 2, "epochs_per_step": 1},
+)
+
+
+def _prune(recipe_file: Path, run: Path) -> tuple[str, ...]:
+    return ("prune", str(recipe_file), "--run-dir", str(run))
+
+
+def _records(run: Path, *stages: str) -> dict[str, str]:
+    return {s: hash_file(run / ".stages" / f"{s}.json") for s in stages}
+
+
+def test_killed_hant_prune_resumes(tmp_path):
+    """`hant prune` killed inside its prune stage re-runs that stage and keeps the finished ones;
+    killed inside fine-tuning it resumes from the epoch checkpoint to the uninterrupted run's weights."""
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(PRUNE_RECIPE))
+    base = tmp_path / "base"
+    _finish(*_prune(recipe_file, base))
+    for name in ("student", "report.json", "report.md", ".stages/finetune.json", ".stages/report.json"):
+        path = base / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()  # base: the run up to its prune stage
+    pruned = {f: hash_file(base / "pruned" / f) for f in ("weights.safetensors", "arch.json")}
+    ref = _copy(base, tmp_path / "ref")
+    _finish(*_prune(recipe_file, ref))
+
+    upstream = ("teacher", "slots", "prune-profile")
+    mid_prune = _copy(base, tmp_path / "mid_prune")
+    (mid_prune / ".stages" / "prune.json").unlink()
+    before = _records(mid_prune, *upstream)
+    _kill_after("prune_latency.json", mid_prune, _prune(recipe_file, mid_prune), random.uniform(0.5, 1.5))
+    _finish(*_prune(recipe_file, mid_prune))
+    assert _records(mid_prune, *upstream) == before, "finished stages were skipped, not redone"
+    assert json.loads((mid_prune / "report.json").read_text())["student"]["latency_ms"] > 0
+
+    run = _copy(base, tmp_path / "killed")
+    delay = random.uniform(0.0, 0.5)
+    assert _kill_after("student/train_state.pt", run, _prune(recipe_file, run), delay), f"it finished first (delay {delay})"
+    _finish(*_prune(recipe_file, run))
+    assert {f: hash_file(run / "pruned" / f) for f in pruned} == pruned
+    assert hash_file(run / "student" / "weights.safetensors") == hash_file(ref / "student" / "weights.safetensors")
+    for name in ("report.json", "report.md", "pareto.png"):
+        assert (run / name).is_file(), name

@@ -23,7 +23,6 @@ from ..registry import CandidateFamily, register_family
 from ..selected import TaylorSelected
 from ..spec import CandidateSpec
 from ._common import importance_list
-from .pruned import derive_pruned
 
 _VIT_BLOCKS: set[type] = set()
 _timm_registered = False
@@ -95,10 +94,15 @@ def _head_counts(total: int, heads: Iterable[int] | None) -> list[int]:
     return sorted({int(h) for h in heads if 0 < int(h) < total})
 
 
+def derive_pruned(teacher: nn.Module, plans: Sequence[PrunePlan], keeps: Sequence[torch.Tensor]) -> nn.Module:
+    """A copy of ``teacher`` cut to ``keeps`` along its prune plans."""
+    return apply_keeps(copy.deepcopy(teacher), plans, keeps)
+
+
 def _build(teacher: nn.Module, role: str, count: int, importance: str, derive) -> nn.Module:
     plans = prune_plans(teacher, (role,))
     if importance == "taylor":
-        return TaylorSelected(teacher, plans, [count], derive)
+        return TaylorSelected.from_plans(teacher, plans, [count], derive)
     return derive(teacher, plans, weight_keeps(teacher, plans, [count], importance))
 
 
@@ -173,7 +177,7 @@ def _build_slim(teacher: nn.Module, heads: int, units: int, importance: str) -> 
     plans = prune_plans(teacher, ("heads", "mlp"))
     counts = [heads * teacher.attn.head_dim if p.role == "heads" else units for p in plans]
     if importance == "taylor":
-        return TaylorSelected(teacher, plans, counts, derive_pruned)
+        return TaylorSelected.from_plans(teacher, plans, counts, derive_pruned)
     return derive_pruned(teacher, plans, weight_keeps(teacher, plans, counts, importance))
 
 
