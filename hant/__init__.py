@@ -1,5 +1,5 @@
 """hant: hardware-aware network transformation for PyTorch vision models."""
-from .api import Result, optimize
+from .api import Result, optimize, prune
 from .errors import HantError
 from .latency.target import LatencyTarget
 from .ops_zoo import CandidateFamily, CandidateSpec, register_family
@@ -22,6 +22,7 @@ __all__ = [
     "discover_slots",
     "load_student",
     "optimize",
+    "prune",
     "register_block_type",
     "register_family",
 ]

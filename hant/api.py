@@ -1,9 +1,11 @@
-"""The Python API: ``hant.optimize`` runs the pipeline of ``hant run`` on a caller's own model and data."""
+"""The Python API: ``hant.optimize`` and ``hant.prune`` run the pipelines of ``hant run`` and
+``hant prune`` on a caller's own model and data."""
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +18,8 @@ from .errors import ModelError
 from .io import read_json
 from .latency.target import LatencyTarget
 from .pipeline import Context, RunDir
+from .pipeline.prune_stages import PRUNE_STAGES
+from .pipeline.runner import STAGES, Stage
 from .pipeline.tracked import run_tracked_stages
 from .student import load_student
 from .user_code import reference_of, resolve_factory
@@ -100,21 +104,57 @@ def optimize(
     takes. ``factory`` (a module-level function, or ``"file.py:function"``) builds the model's architecture:
     the saved student's ``arch.json`` names it, so ``load_student(..., allow_plugins=True)`` rebuilds the
     student without the teacher's weights. Without it, the model's own class is the factory when calling it
-    without arguments builds the same architecture (checked; otherwise one error asks for ``factory``). ``zoo`` holds the recipe's zoo fields (``families``, ``plugins``,
-    ``precisions``); ``stage_options`` any other recipe section by name (``slots={"patterns": [...]}`` names
-    slots by module path; ``distill={"epochs": 1}``, ``wandb={"mode": "off"}``, ``seed=1``, ...).
+    without arguments builds the same architecture (checked; otherwise one error asks for ``factory``).
+    ``zoo`` holds the recipe's zoo fields (``families``, ``plugins``, ``precisions``); ``stage_options`` any
+    other recipe section by name (``slots={"patterns": [...]}`` names slots by module path;
+    ``distill={"epochs": 1}``, ``wandb={"mode": "off"}``, ``seed=1``, ...).
 
     Stages run over ``run_dir`` (default: ``<temp dir>/hant/<name>``): a second call with the same inputs
     skips the finished stages, a changed model, data or setting re-runs those it affects. Code named in the
     arguments (the factory, zoo plugins) is the caller's own and runs without ``allow_plugins``.
     """
+    return _run_stages(model, UserData(train, val, test), example_input, target, budget, factory, zoo, run_dir,
+                       force, stage_options, STAGES)
+
+
+def prune(
+    model: nn.Module,
+    train: Any,
+    val: Any,
+    *,
+    example_input: torch.Tensor,
+    target: LatencyTarget | dict,
+    budget: float,
+    method: str = "halp",
+    factory: str | Callable[..., nn.Module] | None = None,
+    test: Any = None,
+    run_dir: str | Path | None = None,
+    force: bool = False,
+    **stage_options: Any,
+) -> Result:
+    """Channel-prune a trained ``model`` for ``target`` within ``budget`` x its latency by ``method``
+    (``halp`` or ``splamp``), by the stages of ``hant prune``: the arguments are those of :func:`optimize`
+    (``prune={"fractions": [...]}`` and the other ``prune`` fields go in ``stage_options``); the student
+    is the pruned, fine-tuned network."""
+    options = {**stage_options, "prune": {**stage_options.get("prune", {}), "method": method}}
+    options.setdefault("name", f"prune-{method}")
+    return _run_stages(model, UserData(train, val, test), example_input, target, budget, factory, None, run_dir,
+                       force, options, PRUNE_STAGES)
+
+
+def _run_stages(
+    model: nn.Module, data: UserData, example_input: torch.Tensor, target: LatencyTarget | dict, budget: float,
+    factory: str | Callable[..., nn.Module] | None, zoo: dict | None, run_dir: str | Path | None, force: bool,
+    stage_options: dict, pipeline: Mapping[str, Stage],
+) -> Result:
+    """What ``optimize`` and ``prune`` share: the recipe, the checks of the caller's model and data, and
+    the tracked stages of ``pipeline`` over the run directory."""
     ref = reference_of(type(model) if factory is None else factory)
     recipe = optimize_recipe(target, budget, ref, zoo, stage_options)
     root = Path(run_dir) if run_dir is not None else Path(tempfile.gettempdir()) / "hant" / recipe.name
-    ctx = Context(recipe, RunDir(root), allow_plugins=True, teacher=model, data=UserData(train, val, test),
-                  example_input=example_input)
+    ctx = Context(recipe, RunDir(root), allow_plugins=True, teacher=model, data=data, example_input=example_input)
     _check_factory(model, ref, recipe.teacher.kwargs)
     ctx.check_given()
-    run_tracked_stages(ctx, "report", force, _log_event)
+    run_tracked_stages(ctx, "report", force, _log_event, pipeline=pipeline)
     run = ctx.run
     return Result(load_student(run.student_dir, allow_plugins=True), read_json(run.report_json), run.root)

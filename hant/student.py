@@ -25,7 +25,7 @@ from .weights import load_file
 
 ARCH_FORMAT = "hant-student/1"
 PRUNED_FORMAT = "hant-pruned/1"
-"""What ``hant prune`` writes (``hant.prune.save``); ``load_student`` reads both."""
+"""What ``hant prune`` writes (``hant.pruning.save``); ``load_student`` reads both."""
 
 
 def assemble_student(
@@ -119,7 +119,7 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
         raise HantError(f"{str(path)!r} is not a saved student: it needs arch.json and weights.safetensors")
     arch = read_json(arch_file)
     if arch.get("format") == PRUNED_FORMAT:
-        from .prune.save import load_pruned
+        from .pruning.save import load_pruned
 
         return load_pruned(path, allow_plugins=allow_plugins)
     if arch.get("format") != ARCH_FORMAT:

@@ -24,7 +24,7 @@ from hant.config import recipe_from_dict
 from hant.data import digits_splits
 from hant.errors import ConfigError, DataError, HantError, ModelError, PluginError, SlotDiscoveryError
 from hant.io import read_json, save_tensors
-from hant.prune.block import block_groups
+from hant.pruning.block import block_groups
 from hant.pipeline import STAGE_ORDER, STAGES, Context, RunDir
 from hant.pipeline.dryrun import dry_run
 from hant.pipeline.stages import held_out_accuracy
@@ -138,6 +138,29 @@ def test_without_a_test_split_accuracies_are_called_val(teacher_and_data, tmp_pa
     ctx = _context(tmp_path, model, train, val, None)
     assert ctx.test_split == "val"
     assert set(held_out_accuracy(ctx, model, 50.0)) == {"val_accuracy"}
+
+
+def test_prune_cuts_the_callers_model_within_budget_and_the_student_reloads(teacher_and_data, tmp_path):
+    model, (train, val, test) = teacher_and_data
+    result = hant.prune(model, train, val, test=test, example_input=EXAMPLE, target=TARGET, budget=0.9,
+                        method="splamp", run_dir=tmp_path / "run", prune={"fractions": [1.0, 0.5, 0.25], "divisor": 4},
+                        search={"verify_rounds": 6}, profile={"rel_precision": 0.1, "time_budget_s": 2},
+                        finetune={"epochs": 1}, wandb={"mode": "off"})
+    report = result.report
+    assert report["search"]["backend"] == "prune:splamp"
+    last = read_json(RunDir(result.run_dir).prune_result)["fit_rounds"][-1]
+    assert last["student_ms"] <= last["limit_ms"], "the pruned network was measured within budget beside the teacher"
+    assert report["student"]["speedup"] > 1.0  # measured again by the report (this model is ms-sized, so noisy)
+    assert report["student"]["changed_slots"] > 0 and 0 <= report["student"]["accuracy"] <= 100
+    with torch.no_grad():
+        assert result.student(EXAMPLE).shape == (2, 10)
+    reloaded = hant.load_student(result.save(tmp_path / "student"), allow_plugins=True)
+    assert type(reloaded).__name__ == "SmallResNet"
+    with torch.no_grad():
+        assert torch.allclose(reloaded(EXAMPLE), result.student(EXAMPLE), atol=1e-6)
+    with pytest.raises(ConfigError, match="prune.method"):
+        hant.prune(model, train, val, example_input=EXAMPLE, target=TARGET, budget=0.8, method="magnitude",
+                   run_dir=tmp_path / "bad")
 
 
 def test_a_recipe_with_teacher_and_data_factories_gives_the_same_selection(tmp_path, teacher_and_data, capsys):

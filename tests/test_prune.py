@@ -7,12 +7,12 @@ import pytest
 import timm
 import torch
 
-from hant.prune.groups import trace_groups
-from hant.prune.halp import step_targets
-from hant.prune.importance import GradientImportance, lamp_filter_scores
-from hant.prune.space import STREAM_PREFIX, PruneSpace
-from hant.prune.splamp import splamp_counts
-from hant.prune.state import PruningState
+from hant.pruning.groups import trace_groups
+from hant.pruning.halp import step_targets
+from hant.pruning.importance import GradientImportance, lamp_filter_scores
+from hant.pruning.space import STREAM_PREFIX, PruneSpace
+from hant.pruning.splamp import splamp_counts
+from hant.pruning.state import PruningState
 from hant.search import solve
 from hant.slots import discover_slots
 
@@ -143,7 +143,7 @@ def test_halp_trains_on_the_given_device(resnet, device: str) -> None:
     fail); the pruned network comes back on the CPU, narrower than the teacher."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from hant.prune.halp import HalpSchedule, halp_prune
+    from hant.pruning.halp import HalpSchedule, halp_prune
 
     model, x, slots, graph = resnet
     teacher = copy.deepcopy(model)

@@ -16,12 +16,12 @@ from hant import load_student
 from hant.cli import main
 from hant.errors import PruneError
 from hant.ops_zoo import load_plugins
-from hant.prune.apply import pruned_copy
-from hant.prune.groups import check_prunable, trace_groups
-from hant.prune.importance import lamp_filter_scores
-from hant.prune.space import PruneSpace
-from hant.prune.splamp import splamp_counts
-from hant.prune.state import top_keeps
+from hant.pruning.apply import pruned_copy
+from hant.pruning.groups import check_prunable, trace_groups
+from hant.pruning.importance import lamp_filter_scores
+from hant.pruning.space import PruneSpace
+from hant.pruning.splamp import splamp_counts
+from hant.pruning.state import top_keeps
 from hant.slots import discover_slots
 
 PLUGIN = str(Path(__file__).with_name("prune_models.py"))

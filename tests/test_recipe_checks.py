@@ -16,7 +16,7 @@ from hant.distill.losses import FEATURE_LOSSES, FeatureLoss
 from hant.distill.scoring import SCORES
 from hant.errors import ConfigError
 from hant.models import create_model
-from hant.prune.run import METHODS
+from hant.pruning.run import METHODS
 from hant.recipe_reference import COMMAND, DOC_PATH, render
 
 

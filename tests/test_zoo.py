@@ -26,7 +26,7 @@ from hant.ops_zoo import (
     zoo_to_json,
 )
 from hant.ops_zoo.pruning import prune_plans, pruned_width, register_prune_plan
-from hant.prune.block import prune_block
+from hant.pruning.block import prune_block
 from hant.slots import discover_slots, get_submodule
 
 BUILTIN = {"keep", "identity", "pruned", "conv_bn_act", "dwsep", "mbconv"}

@@ -19,7 +19,7 @@ from hant.ops_zoo import (
     slot_candidates,
 )
 from hant.ops_zoo.importance import l1_importance, lamp_importance
-from hant.prune.importance import lamp_scores
+from hant.pruning.importance import lamp_scores
 from hant.ops_zoo.pruning import PrunePlan, select_keep
 from hant.ops_zoo.selected import TaylorSelected
 from hant.ops_zoo.svd import factorize

@@ -9,7 +9,7 @@ from ..config import load_recipe
 from ..pipeline import RunDir
 from ..pipeline.dryrun import dry_run
 from ..pipeline.prune_stages import PRUNE_STAGES
-from ..prune.run import METHODS
+from ..pruning.run import METHODS
 from .pipeline import add_plugin_argument, apply_overrides, print_dry_run, print_summary, run_tracked
 
 

@@ -1,5 +1,5 @@
 """Importance of the channels of a transformer block's prune plans (MLP hidden units, attention
-heads): the criteria of :mod:`hant.prune.importance` (L1, LAMP; first-order Taylor from data) read
+heads): the criteria of :mod:`hant.pruning.importance` (L1, LAMP; first-order Taylor from data) read
 through a plan's layers, where a group is a head and Torch-Pruning's graph does not apply.
 
 Every criterion scores the channels of one prune plan's group (higher = keep). The weight
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from torch import nn
 
-from ..prune.importance import BLOCK_CRITERIA, WEIGHT_CRITERIA, ActivationSite, output_taylor_importance
+from ..pruning.importance import BLOCK_CRITERIA, WEIGHT_CRITERIA, ActivationSite, output_taylor_importance
 
 if TYPE_CHECKING:
     from .pruning import PrunePlan
@@ -62,7 +62,7 @@ def taylor_importance(
     block: nn.Module, plans: Sequence["PrunePlan"], x: torch.Tensor, target: torch.Tensor
 ) -> list[torch.Tensor]:
     """First-order Taylor importance of each plan's channels on one batch of slot data
-    (:func:`hant.prune.importance.output_taylor_importance`), read at the input of the plan's
+    (:func:`hant.pruning.importance.output_taylor_importance`), read at the input of the plan's
     consumer layer (``plan.in_convs[0]``)."""
     from .pruning import block_width
 

@@ -1,6 +1,6 @@
 """Per-layer cut primitives of transformer prune plans: keep a subset of one layer's input or output
 channels, where the output may stack copies of the group (a fused q/k/v projection). Convolutional
-blocks are cut by Torch-Pruning's functions (``hant.prune.apply``).
+blocks are cut by Torch-Pruning's functions (``hant.pruning.apply``).
 
 Convolutions and linear layers are both handled (a linear layer's features are its channels).
 Each primitive edits the layer in place; callers cut a copy, never the teacher.

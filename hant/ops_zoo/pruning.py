@@ -1,7 +1,7 @@
 """Prune plans of transformer blocks: attention heads and MLP hidden units.
 
 Channel groups of convolutional blocks come from Torch-Pruning's dependency graph
-(``hant.prune.block``). A transformer block's heads are another matter: a head is a slice of a
+(``hant.pruning.block``). A transformer block's heads are another matter: a head is a slice of a
 fused q/k/v projection and the attention module's ``num_heads`` must follow it, which the graph does
 not know. A plan names, for one block class, such a group: which layers lose output channels, which
 lose input channels, the norms between, and the attention module whose head count follows. Cut

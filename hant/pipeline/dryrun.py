@@ -42,8 +42,8 @@ class DryRunReport:
 
 def _prune_plan(recipe: Recipe, model: nn.Module, slots: list, example: Tensor) -> tuple[dict, dict[str, int]]:
     """The prune section checked against the model: groups traced, widths enumerated, nothing measured."""
-    from ..prune.groups import check_prunable, trace_groups
-    from ..prune.space import PruneSpace
+    from ..pruning.groups import check_prunable, trace_groups
+    from ..pruning.space import PruneSpace
 
     graph = trace_groups(model, example, [s.path for s in slots])
     check_prunable(graph, recipe.teacher.model or type(model).__name__)

@@ -18,9 +18,9 @@ from ..distributed import is_main
 from ..errors import HantError
 from ..io import read_json, write_json
 from ..latency import device_fingerprint, fingerprint_id, measure
-from ..prune.run import build_space, prune_to_budget
-from ..prune.save import load_pruned, save_pruned
-from ..prune.space import PruneSpace, removed_importance
+from ..pruning.run import build_space, prune_to_budget
+from ..pruning.save import load_pruned, save_pruned
+from ..pruning.space import PruneSpace, removed_importance
 from ..student import load_student
 from . import outputs
 from .context import Context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...prune.block import block_groups, block_keep_counts, prune_block, taylor_reselect
+from ...pruning.block import block_groups, block_keep_counts, prune_block, taylor_reselect
 from ...slots import Slot
 from ..registry import CandidateFamily, register_family
 from ..selected import TaylorSelected
@@ -23,7 +23,7 @@ class PrunedBlock(CandidateFamily):
     """The teacher's block with its inner channels cut to a fraction of their width (the teacher
     itself is the 100 % point), initialised from the teacher's most important channels:
     ``l1``, ``l2`` or ``lamp`` from weights, ``taylor`` from the first batch of slot data. The inner
-    groups come from Torch-Pruning's dependency graph of the block (``hant.prune.block``); blocks
+    groups come from Torch-Pruning's dependency graph of the block (``hant.pruning.block``); blocks
     with attention are left to the transformer families."""
 
     teacher_derived = True

@@ -1,7 +1,7 @@
 """SP-LAMP: LAMP scores lifted to filters, one global threshold, under a latency budget.
 
 Every channel of every prunable group has a LAMP score on its filter norms, normalised within its
-layer (:func:`~hant.prune.importance.lamp_filter_scores`), so one threshold serves all layers.
+layer (:func:`~hant.pruning.importance.lamp_filter_scores`), so one threshold serves all layers.
 Channels scoring at or below the threshold go, rounded up to the width grid (the neuron groups) and
 never below one group per layer; a slot's inner groups share the widest of their widths. The
 threshold is the lowest whose network fits the budget in the latency lookup table (bisection over

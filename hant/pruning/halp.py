@@ -2,7 +2,7 @@
 
 Training runs for ``steps`` intervals. During each, the BatchNorm Taylor importance of every
 channel group is averaged over the iterations; at its end the linked knapsack of
-:class:`~hant.prune.space.PruneSpace` keeps the most important channels whose lookup-table latency
+:class:`~hant.pruning.space.PruneSpace` keeps the most important channels whose lookup-table latency
 fits that step's target, which falls linearly from the teacher's latency to the budget, and the
 network is cut (channels pruned earlier stay pruned). The last step is re-solved with a tighter
 budget until the measured network fits. Fine-tuning follows, outside this module.
@@ -91,7 +91,7 @@ def halp_prune(
     """Prune a copy of ``teacher`` to ``budget_ms`` (lookup-table latency) by HALP's schedule.
 
     ``fit_last(build)``, when given, chooses the last step's budget (``build(budget_ms)`` returns
-    the network cut at that budget), e.g. :func:`hant.prune.verify.fit_to_fraction`. Training runs on
+    the network cut at that budget), e.g. :func:`hant.pruning.verify.fit_to_fraction`. Training runs on
     ``device`` (model, teacher and batches); the network returned is on the CPU.
     """
     import copy

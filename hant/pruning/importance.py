@@ -1,6 +1,6 @@
 """Channel importance of coupled groups: one interface, the criteria hant's pruners use.
 
-Every criterion maps a model and its :class:`~hant.prune.groups.ChannelGroup` s to one score per
+Every criterion maps a model and its :class:`~hant.pruning.groups.ChannelGroup` s to one score per
 channel of each prunable group (higher = keep), read from the group's layers at the indices
 Torch-Pruning gave each of them (so a channel that reaches a norm through a concatenation is
 scored there at its position in the concatenation). From weights: ``l1`` and ``l2`` (filter norms of
