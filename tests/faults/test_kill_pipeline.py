@@ -1,6 +1,7 @@
 """The SIGKILL matrix over the pipeline's stages after the zoo: each stage's command, killed at a
-random moment inside that stage and run again, must finish, skip every stage before it, and leave
-outputs complete enough that a third run finds every stage up to date. (``hant run`` killed
+random moment inside that stage and run again, must finish, skip every stage before it, write what
+an uninterrupted run writes (bit for bit where that run is deterministic: distill and finetune),
+and leave outputs complete enough that a third run finds every stage up to date. (``hant run`` killed
 anywhere is the same case: it runs these commands' stages in order.)"""
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from hant.config import recipe_from_dict
+from hant.io import hash_file
 from hant.pipeline import Context, RunDir, run_stages
 from tests.tiny import tiny_recipe
 
@@ -42,9 +44,9 @@ def _finish(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory) -> tuple[Path, dict[str, tuple[Path, float]]]:
-    """The recipe file, and per stage after the zoo: a run directory holding every stage before it
-    and the seconds that stage took uninterrupted."""
+def snapshots(tmp_path_factory) -> tuple[Path, dict[str, tuple[Path, float]], Path]:
+    """The recipe file; per stage after the zoo, a run directory holding every stage before it and
+    the seconds that stage took uninterrupted; and the uninterrupted run."""
     tmp = tmp_path_factory.mktemp("kill-pipeline")
     recipe = tmp / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(teacher={"train": {"epochs": 1, "lr": 0.1}}, profile={"time_budget_s": 2})))
@@ -58,7 +60,17 @@ def snapshots(tmp_path_factory) -> tuple[Path, dict[str, tuple[Path, float]]]:
         done = re.search(rf"^\[{stage}\] done in ([0-9.]+) s", out, re.MULTILINE)
         assert done, out
         taken[stage] = (tmp / f"before-{stage}", float(done.group(1)))
-    return recipe, taken
+    return recipe, taken, base
+
+
+def _deterministic_outputs(run: Path, stage: str) -> dict[str, str]:
+    """Hashes of the files ``stage`` writes that an uninterrupted run reproduces bit for bit (the
+    measured stages' latencies differ between any two runs, so they are checked for completeness)."""
+    files = {
+        "distill": ["scores.json", *(str(p.relative_to(run)) for p in sorted((run / "distill" / "candidates").glob("*.safetensors")))],
+        "finetune": ["student/weights.safetensors", "student/arch.json"],
+    }.get(stage, [])
+    return {f: hash_file(run / f) for f in files}
 
 
 def _kill_inside(stage: str, recipe: Path, run: Path, delay_s: float) -> bool:
@@ -86,7 +98,7 @@ def _kill_inside(stage: str, recipe: Path, run: Path, delay_s: float) -> bool:
 
 @pytest.mark.parametrize("stage", KILLED_STAGES)
 def test_pipeline_killed_inside_a_stage_resumes_and_completes(snapshots, tmp_path, stage):
-    recipe, taken = snapshots
+    recipe, taken, uninterrupted = snapshots
     before, seconds = taken[stage]
     run = tmp_path / "run"
     shutil.copytree(before, run)
@@ -97,6 +109,7 @@ def test_pipeline_killed_inside_a_stage_resumes_and_completes(snapshots, tmp_pat
     rerun = re.findall(r"^\[(\w+)\] running", resumed, re.MULTILINE)
     assert rerun == [stage], f"after a kill in {stage}, the resume ran {rerun}:\n{resumed}"
     assert f"[{stage}] done" in resumed, resumed
+    assert _deterministic_outputs(run, stage) == _deterministic_outputs(uninterrupted, stage)
 
     events = []
     ctx = Context(recipe_from_dict(yaml.safe_load(recipe.read_text())), RunDir(run))

@@ -49,52 +49,30 @@ def _kill_after(path_glob: str, run: Path, args: tuple[str, ...], delay_s: float
     return True
 
 
-def _outputs(run: Path, stage: str) -> dict[str, str]:
-    files = {"teacher": ["teacher/weights.safetensors"], "distill": ["scores.json", *(
-        str(p.relative_to(run)) for p in sorted((run / "distill" / "candidates").glob("*.safetensors")))]}[stage]
-    return {f: hash_file(run / f) for f in files}
-
-
-def _prepare(tmp: Path, recipe: dict, upstream: str | None) -> tuple[Path, Path]:
-    """A recipe file and a run directory holding the stages before the one under test."""
-    recipe_file = tmp / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump(recipe))
-    base = tmp / "base"
-    if upstream is not None:
-        _finish(upstream, str(base), "--recipe", str(recipe_file))
-    return recipe_file, base
-
-
 def _copy(base: Path, run: Path) -> Path:
-    if base.exists():
-        shutil.copytree(base, run)
+    shutil.copytree(base, run)
     return run
 
 
-@pytest.mark.parametrize(
-    "stage, upstream, checkpoint_glob, recipe",
-    [
-        ("teacher", None, "teacher/train_state.pt", tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}})),
-        ("distill", "slots", "distill/candidates/progress/*.safetensors",
-         tiny_recipe(teacher={"train": {"epochs": 1, "lr": 0.1}}, distill={"epochs": 3})),
-    ],
-)
-def test_killed_stage_resumes_to_identical_outputs(tmp_path, stage, upstream, checkpoint_glob, recipe):
-    rng = random.Random()
-    delays = [rng.uniform(0.0, 0.6) for _ in range(2)]
-    recipe_file, base = _prepare(tmp_path, recipe, upstream)
-    ref_run = _copy(base, tmp_path / "ref")
-    _finish(stage, str(ref_run), "--recipe", str(recipe_file))
-    ref = _outputs(ref_run, stage)
-    runs = []
+TEACHER_RECIPE = tiny_recipe(teacher={"train": {"epochs": 4, "lr": 0.1}})
+
+
+def test_killed_teacher_training_resumes_to_identical_weights(tmp_path):
+    """The teacher stage (the one stage before the zoo; tests/faults/test_kill_pipeline.py kills the
+    later ones) killed after a random epoch checkpoint ends with the uninterrupted run's weights."""
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(TEACHER_RECIPE))
+    weights = "teacher/weights.safetensors"
+    ref = tmp_path / "ref"
+    _finish("teacher", str(ref), "--recipe", str(recipe_file))
+    delays = [random.uniform(0.0, 0.6) for _ in range(2)]
+    killed_any = False
     for i, delay in enumerate(delays):
-        run = _copy(base, tmp_path / f"killed{i}")
-        killed = _kill_after(checkpoint_glob, run, (stage, str(run), "--recipe", str(recipe_file)), delay)
-        _finish(stage, str(run), "--recipe", str(recipe_file))
-        runs.append((killed, _outputs(run, stage)))
-    assert any(killed for killed, _ in runs), f"no run was killed before it finished (delays {delays})"
-    for killed, outputs in runs:
-        assert outputs == ref, f"killed={killed}, delays {delays}: {json.dumps(outputs)} != {json.dumps(ref)}"
+        run = tmp_path / f"killed{i}"
+        killed_any |= _kill_after("teacher/train_state.pt", run, ("teacher", str(run), "--recipe", str(recipe_file)), delay)
+        _finish("teacher", str(run), "--recipe", str(recipe_file))
+        assert hash_file(run / weights) == hash_file(ref / weights), f"run {i} (delay {delay:.2f} s) differs"
+    assert killed_any, f"no run was killed before it finished (delays {delays})"
 
 
 FINETUNE_CHILD = """
