@@ -143,7 +143,10 @@ RECIPE = {
 }
 
 
-@pytest.mark.parametrize("name", ["prune_test_flatten", "prune_test_inception", "densenet121", "test_efficientnet"])
+# with tests/test_prune_cli.py's resnet18, five timm models go through `hant prune` end to end
+@pytest.mark.parametrize(
+    "name", ["prune_test_flatten", "prune_test_inception", "densenet121", "test_efficientnet", "resnext50_32x4d", "test_vit"],
+)
 def test_hant_prune_end_to_end(tmp_path, capsys, name: str) -> None:
     kwargs, patterns = MODELS[name]
     recipe = {**RECIPE, "name": name, "teacher": {**RECIPE["teacher"], "model": name, "kwargs": kwargs},
