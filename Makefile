@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hant-installed
 
-.PHONY: install demo test faults clean
+.PHONY: install demo test slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,11 @@ test: install
 	$(BIN)/python -m hant.kernels
 	$(BIN)/python -m pytest -q
 
-# The SIGKILL matrix: every stage and training loop killed at random points, resumed, compared.
-faults: install
+# The slow tests: the SIGKILL matrix (tests/faults: every stage and training loop killed at random
+# points, resumed, compared) and the multi-process (torchrun, gloo) and torch.compile tests.
+slow: install
 	$(BIN)/python -m hant.kernels
-	$(BIN)/python -m pytest -q -m slow tests/faults
+	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf runs .pytest_cache
