@@ -21,10 +21,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m hant.kernels
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The slow tests: the SIGKILL matrix (tests/faults: every stage and training loop killed at random
-# points, resumed, compared) and the multi-process (torchrun, gloo) and torch.compile tests.
+# points, resumed, compared), one test at a time so that each kill lands inside its stage.
 slow: install
 	$(BIN)/python -m hant.kernels
 	$(BIN)/python -m pytest -q -m slow

@@ -169,7 +169,8 @@ def test_prune_cuts_the_callers_model_within_budget_and_the_student_reloads(teac
 
 def test_a_recipe_with_teacher_and_data_factories_gives_the_same_selection(tmp_path, teacher_and_data, capsys):
     model, (train, val, test) = teacher_and_data
-    api = _optimize(model, train, val, tmp_path / "api", test=test, search={"verify_rounds": 1})
+    # the factory the recipe names, so both runs describe the teacher alike and share the latency cache
+    api = _optimize(model, train, val, tmp_path / "api", test=test, search={"verify_rounds": 1}, factory=FACTORY)
     save_tensors(tmp_path / "teacher.safetensors", model.state_dict())
     recipe = {
         "name": "factories",

@@ -110,7 +110,6 @@ def single_process(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow  # multi-process or compiling: `make slow`, which CI runs
 def test_two_gloo_ranks_give_the_scores_of_one_process(single_process, tmp_path):
     _run(tmp_path, "--epochs", "3", "--chunk-size", "4", torchrun=2)
     _same_scores(single_process, tmp_path, 1e-5)
@@ -119,7 +118,6 @@ def test_two_gloo_ranks_give_the_scores_of_one_process(single_process, tmp_path)
     assert all(recs["conv_bn_act[k=3]"]["status"] == "ok" for recs in scores.values())
 
 
-@pytest.mark.slow  # part of the SIGKILL matrix: `make slow`, which CI runs
 def test_sigkilled_run_resumes_to_the_same_scores(single_process, tmp_path):
     progress = tmp_path / "weights" / "progress"
     proc = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), "--epochs", "3", "--chunk-size", "4"],

@@ -19,7 +19,6 @@ from hant.io import read_json
 from hant.pipeline import Context, RunDir, run_stages
 
 
-@pytest.mark.slow  # multi-process or compiling: `make slow`, which CI runs
 def test_finetune_under_torchrun_with_two_gloo_processes(tmp_path):
     run = RunDir(tmp_path / "run")
     run_stages(Context(recipe_from_dict(tiny_recipe()), run), "search")

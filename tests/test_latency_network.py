@@ -203,7 +203,6 @@ def test_torch_compile_without_a_compiler_is_an_error(monkeypatch):
         measure([("r", nn.ReLU(), (4,))], LatencyTarget(backend="torch_compile"), **FAST)
 
 
-@pytest.mark.slow  # multi-process or compiling: `make slow`, which CI runs
 def test_torch_compile_measures_a_module():
     stats = measure([("conv", nn.Conv2d(8, 8, 3, padding=1), (8, 16, 16))], LatencyTarget(backend="torch_compile"), **FAST)
     assert stats["conv"].median_ms > 0

@@ -192,7 +192,7 @@ PRUNE_STAGES: dict[str, Stage] = {
             stage_prune_finetune,
             outputs.check_finetune,
         ),
-        Stage("report", ("finetune",), lambda c: [c.recipe.target], lambda r: [r.report_json, r.report_md],
+        Stage("report", ("prune", "finetune"), lambda c: [c.recipe.target], lambda r: [r.report_json, r.report_md],
               stage_prune_report, outputs.check_report),
     ]
 }

@@ -82,7 +82,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "report",
-            ("finetune",),
+            ("profile", "distill", "search", "finetune"),  # it reads the table, scores and selection too
             lambda c: [c.recipe.target],
             lambda r: [r.report_json, r.report_md],
             stages.stage_report,
