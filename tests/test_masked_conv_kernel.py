@@ -47,6 +47,20 @@ def test_kernel_matches_masked_dense(layout, kept, case, with_bias):
         assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_kernel_matches_masked_dense_over_several_gemm_chunks(layout):
+    # 4 x 48 x 48 kept rows of K = 36 values each: more than one L2-sized chunk of rows per call
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 4, 48, 48, generator=gen)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(8, 4, 3, 3, generator=gen) / 6, torch.randn(8, generator=gen)
+    mask = torch.rand(48 * 48, generator=gen) < 0.9
+    out = masked_conv2d(x, weight, bias, mask.nonzero().flatten(), (1, 1), (1, 1))
+    expected = _reference(x, weight, bias, mask.view(48, 48), (1, 1), (1, 1), (1, 1))
+    assert torch.allclose(out, expected, atol=1e-5, rtol=1e-5), (out - expected).abs().max()
+
+
 def test_kernel_rejects_grouped_weight():
     x = torch.randn(1, 4, 5, 5)
     with pytest.raises(RuntimeError, match="groups=1"):

@@ -1,14 +1,18 @@
 // A 2-D convolution computed only at the kept output pixels of a fixed spatial mask.
 //
-// The kept pixels' input patches are gathered into one matrix (all batch items together),
-// multiplied by the weight in a single ATen GEMM (the BLAS torch links), and scattered into an
-// output that was first filled with the bias: a skipped pixel takes the value the convolution
-// gives a zero input. NCHW inputs gather columns [K, P] (K = Cin*kh*kw in weight order);
-// channels-last inputs gather rows [P, K] with K ordered (ky, kx, ci), so each tap is one
-// contiguous run of Cin values and each result row is one contiguous run of Cout values.
+// The kept pixels' input patches are gathered as rows [P, K] (P = batch items x kept pixels,
+// K = Cin*kh*kw; in the weight's own (ci, ky, kx) order for NCHW inputs, so the weight is used as
+// a view, and in (ky, kx, ci) order for channels-last ones, so each tap is one contiguous run of
+// Cin values), multiplied by the weight in ATen GEMMs (the BLAS torch links) and scattered into the
+// output. Rows go through the GEMM in chunks that stay in a core's L2 cache. A skipped pixel takes
+// the value the convolution gives a zero input (the bias, or 0), written only where skipped.
+// Rows-times-weight is the GEMM orientation measured fastest here (MKL, AVX2): its efficiency
+// stays near 75-80 GFLOP/s whatever the number of kept pixels, where weight-times-columns fell to
+// 37-60 GFLOP/s at pixel counts that are not multiples of the BLAS tile.
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -33,51 +37,74 @@ Geometry geometry(const at::Tensor& input, const at::Tensor& weight, at::IntArra
   return g;
 }
 
+// Where the kept output pixels read their input: the top-left input coordinate of each one's
+// receptive field, computed once per call instead of once per gathered value.
+struct Origins {
+  std::vector<int64_t> y, x;
+};
+
+Origins origins(const int64_t* idx, int64_t kept, const Geometry& g) {
+  Origins o{std::vector<int64_t>(kept), std::vector<int64_t>(kept)};
+  for (int64_t p = 0; p < kept; ++p) {
+    o.y[p] = (idx[p] / g.ow) * g.sh - g.ph;
+    o.x[p] = (idx[p] % g.ow) * g.sw - g.pw;
+  }
+  return o;
+}
+
+// Rows [r1 - r0, K] (K ordered ci, ky, kx: the weight's own order) for the flat (batch item,
+// kept pixel) rows r0..r1 (row r = b * kept + p) of an NCHW input.
 template <typename T>
-void gather_nchw(const T* in, const int64_t* idx, int64_t kept, const Geometry& g, T* cols) {
-  const int64_t P = g.n * kept, K = g.cin * g.kh * g.kw;
-  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t ci = k / (g.kh * g.kw), ky = (k / g.kw) % g.kh, kx = k % g.kw;
-      T* row = cols + k * P;
-      for (int64_t b = 0; b < g.n; ++b) {
+void gather_nchw(const T* in, const Origins& o, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* rows) {
+  const int64_t K = g.cin * g.kh * g.kw;
+  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
+    for (int64_t r = a; r < z; ++r) {
+      const int64_t b = r / kept, p = r % kept;
+      T* dst = rows + (r - r0) * K;
+      for (int64_t ci = 0; ci < g.cin; ++ci) {
         const T* plane = in + (b * g.cin + ci) * g.h * g.w;
-        for (int64_t p = 0; p < kept; ++p) {
-          const int64_t o = idx[p];
-          const int64_t iy = (o / g.ow) * g.sh - g.ph + ky * g.dh;
-          const int64_t ix = (o % g.ow) * g.sw - g.pw + kx * g.dw;
-          row[b * kept + p] = (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) ? plane[iy * g.w + ix] : T(0);
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = o.y[p] + ky * g.dh;
+          const bool row_in = iy >= 0 && iy < g.h;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = o.x[p] + kx * g.dw;
+            *dst++ = (row_in && ix >= 0 && ix < g.w) ? plane[iy * g.w + ix] : T(0);
+          }
         }
       }
     }
   });
 }
 
+// Result rows [r1 - r0, Cout] into the NCHW output.
 template <typename T>
-void scatter_nchw(const T* res, const int64_t* idx, int64_t kept, const Geometry& g, T* out) {
-  const int64_t P = g.n * kept, HW = g.oh * g.ow;
-  at::parallel_for(0, g.cout * g.n, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t c = r / g.n, b = r % g.n;
-      const T* src = res + c * P + b * kept;
-      T* dst = out + (b * g.cout + c) * HW;
-      for (int64_t p = 0; p < kept; ++p) dst[idx[p]] = src[p];
+void scatter_nchw(const T* res, const int64_t* idx, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* out) {
+  const int64_t HW = g.oh * g.ow;
+  at::parallel_for(0, g.cout, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const T* src = res + c;
+      for (int64_t r = r0; r < r1;) {
+        const int64_t b = r / kept, p0 = r % kept, p1 = std::min(kept, p0 + (r1 - r));
+        T* dst = out + (b * g.cout + c) * HW;
+        for (int64_t p = p0; p < p1; ++p, src += g.cout) dst[idx[p]] = *src;
+        r += p1 - p0;
+      }
     }
   });
 }
 
+// Rows [r1 - r0, K] (K ordered ky, kx, ci) for the flat rows r0..r1 of a channels-last input.
 template <typename T>
-void gather_nhwc(const T* in, const int64_t* idx, int64_t kept, const Geometry& g, T* rows) {
+void gather_nhwc(const T* in, const Origins& o, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* rows) {
   const int64_t K = g.kh * g.kw * g.cin;
-  at::parallel_for(0, g.n * kept, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / kept, o = idx[r % kept];
-      const int64_t y0 = (o / g.ow) * g.sh - g.ph, x0 = (o % g.ow) * g.sw - g.pw;
-      T* dst = rows + r * K;
+  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
+    for (int64_t r = a; r < z; ++r) {
+      const int64_t b = r / kept, p = r % kept;
+      T* dst = rows + (r - r0) * K;
       for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = y0 + ky * g.dh;
+        const int64_t iy = o.y[p] + ky * g.dh;
         for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.cin) {
-          const int64_t ix = x0 + kx * g.dw;
+          const int64_t ix = o.x[p] + kx * g.dw;
           if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
             std::memcpy(dst, in + ((b * g.h + iy) * g.w + ix) * g.cin, sizeof(T) * g.cin);
           } else {
@@ -90,14 +117,48 @@ void gather_nhwc(const T* in, const int64_t* idx, int64_t kept, const Geometry& 
 }
 
 template <typename T>
-void scatter_nhwc(const T* res, const int64_t* idx, int64_t kept, const Geometry& g, T* out) {
+void scatter_nhwc(const T* res, const int64_t* idx, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* out) {
   const int64_t HW = g.oh * g.ow;
-  at::parallel_for(0, g.n * kept, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / kept;
-      std::memcpy(out + (b * HW + idx[r % kept]) * g.cout, res + r * g.cout, sizeof(T) * g.cout);
+  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
+    for (int64_t r = a; r < z; ++r) {
+      std::memcpy(out + ((r / kept) * HW + idx[r % kept]) * g.cout, res + (r - r0) * g.cout, sizeof(T) * g.cout);
     }
   });
+}
+
+// Every skipped output pixel gets the bias (or 0): the value the convolution gives a zero input.
+template <typename T>
+void fill_skipped(const int64_t* idx, int64_t kept, const Geometry& g, const T* bias, bool nhwc, T* out) {
+  const int64_t HW = g.oh * g.ow;
+  std::vector<char> is_kept(HW, 0);
+  for (int64_t p = 0; p < kept; ++p) is_kept[idx[p]] = 1;
+  std::vector<int64_t> skipped;
+  skipped.reserve(HW - kept);
+  for (int64_t o = 0; o < HW; ++o)
+    if (!is_kept[o]) skipped.push_back(o);
+  if (skipped.empty()) return;
+  for (int64_t b = 0; b < g.n; ++b) {
+    for (int64_t c = 0; c < g.cout; ++c) {
+      const T v = bias ? bias[c] : T(0);
+      if (nhwc) {
+        T* base = out + b * HW * g.cout + c;
+        for (int64_t o : skipped) base[o * g.cout] = v;
+      } else {
+        T* base = out + (b * g.cout + c) * HW;
+        for (int64_t o : skipped) base[o] = v;
+      }
+    }
+  }
+}
+
+// Rows (batch item, kept pixel) per GEMM: the gathered block of one chunk stays within about
+// CHUNK_BYTES, the size of a core's L2 cache, where the GEMM reads it back. A weight larger than
+// that is not split over chunks (each chunk would stream it from memory again).
+constexpr int64_t CHUNK_BYTES = 512 * 1024;
+
+int64_t chunk_rows(int64_t rows, int64_t K, int64_t cout, int64_t elem) {
+  if (cout * K * elem > CHUNK_BYTES) return rows;
+  return std::max<int64_t>(64, CHUNK_BYTES / (K * elem));
 }
 
 at::Tensor masked_conv2d(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
@@ -116,28 +177,30 @@ at::Tensor masked_conv2d(const at::Tensor& input, const at::Tensor& weight, cons
     const int64_t lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
     TORCH_CHECK(lo >= 0 && hi < g.oh * g.ow, "masked_conv2d: kept_idx must lie in [0, ", g.oh * g.ow, ")");
   }
+  const bool has_bias = bias.has_value() && bias->defined();
+  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   at::Tensor out = at::empty({g.n, g.cout, g.oh, g.ow}, x.options().memory_format(format));
-  if (bias.has_value() && bias->defined()) {
-    out.copy_(bias->view({1, g.cout, 1, 1}).expand_as(out));
-  } else {
-    out.zero_();
-  }
-  if (kept == 0) return out;
   const int64_t K = g.cin * g.kh * g.kw, P = g.n * kept;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d", [&] {
     const int64_t* ip = idx.data_ptr<int64_t>();
-    if (nhwc) {
-      at::Tensor rows = at::empty({P, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
-      gather_nhwc<scalar_t>(x.data_ptr<scalar_t>(), ip, kept, g, rows.data_ptr<scalar_t>());
-      const at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({g.cout, K});  // (ky, kx, ci) order
-      at::Tensor res = bias.has_value() && bias->defined() ? at::addmm(*bias, rows, w.t()) : at::mm(rows, w.t());
-      scatter_nhwc<scalar_t>(res.contiguous().data_ptr<scalar_t>(), ip, kept, g, out.data_ptr<scalar_t>());
-    } else {
-      at::Tensor cols = at::empty({K, P}, x.options());
-      gather_nchw<scalar_t>(x.data_ptr<scalar_t>(), ip, kept, g, cols.data_ptr<scalar_t>());
-      const at::Tensor w = weight.reshape({g.cout, K});
-      at::Tensor res = bias.has_value() && bias->defined() ? at::addmm(bias->unsqueeze(1), w, cols) : at::mm(w, cols);
-      scatter_nchw<scalar_t>(res.contiguous().data_ptr<scalar_t>(), ip, kept, g, out.data_ptr<scalar_t>());
+    scalar_t* op = out.data_ptr<scalar_t>();
+    fill_skipped<scalar_t>(ip, kept, g, has_bias ? b.data_ptr<scalar_t>() : nullptr, nhwc, op);
+    if (kept == 0) return;
+    const Origins o = origins(ip, kept, g);
+    const int64_t step = chunk_rows(P, K, g.cout, sizeof(scalar_t));
+    // [K, Cout]: a view of the weight for NCHW, a (ky, kx, ci)-ordered copy for channels-last.
+    const at::Tensor w = nhwc ? weight.permute({0, 2, 3, 1}).reshape({g.cout, K}).t() : weight.reshape({g.cout, K}).t();
+    const auto plain = x.options().memory_format(at::MemoryFormat::Contiguous);
+    at::Tensor rows = at::empty({std::min(step, P), K}, plain), res = at::empty({std::min(step, P), g.cout}, plain);
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    for (int64_t r0 = 0; r0 < P; r0 += step) {
+      const int64_t r1 = std::min(P, r0 + step);
+      at::Tensor rows_c = rows.narrow(0, 0, r1 - r0), res_c = res.narrow(0, 0, r1 - r0);
+      if (nhwc) gather_nhwc<scalar_t>(xp, o, kept, g, r0, r1, rows_c.data_ptr<scalar_t>());
+      else gather_nchw<scalar_t>(xp, o, kept, g, r0, r1, rows_c.data_ptr<scalar_t>());
+      if (has_bias) at::addmm_out(res_c, b, rows_c, w); else at::mm_out(res_c, rows_c, w);
+      if (nhwc) scatter_nhwc<scalar_t>(res_c.data_ptr<scalar_t>(), ip, kept, g, r0, r1, op);
+      else scatter_nchw<scalar_t>(res_c.data_ptr<scalar_t>(), ip, kept, g, r0, r1, op);
     }
   });
   return out;
