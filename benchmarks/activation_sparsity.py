@@ -7,10 +7,10 @@ demo's ResNet-18 (32 px, one channel, strided stem, batch 64), each timed as tor
 s = 0.1 / 0.2 / 0.3. Whole networks: timm ``resnet18`` and ``mobilenetv2_100`` at 224 px, batch 1,
 with every groups=1 convolution masked at s (untrained random masks; depthwise ones stay dense),
 against the unmodified network in torch and against the same network at s = 0.
-Time: the thread's CPU time per call, median of ``--rounds`` rounds of calls lasting >= 0.2 s
-each, after a warm-up. Run it alone (``flock /tmp/hant-measure.lock``):
+Time: the thread's CPU time per call, the median of ``--rounds`` rounds; each round times every
+variant of a layer (or network) once, in a fresh random order, for at least 0.1 s, after a warm-up. Run it alone (``flock /tmp/hant-measure.lock``):
 
-    .venv/bin/python benchmarks/activation_sparsity.py [--rounds 7] [--skip-networks]
+    .venv/bin/python benchmarks/activation_sparsity.py [--rounds 15] [--skip-networks]
 
 The last line printed is a JSON object with every speed-up.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 from typing import Callable
@@ -33,23 +34,31 @@ from hant.sparsity import draw_mask, sparsify_block
 RATIOS = (0.1, 0.2, 0.3)
 
 
-def seconds_per_call(fn: Callable[[], object], rounds: int, min_round_s: float = 0.2) -> float:
-    """Median over ``rounds`` of the thread CPU time per call, each round at least ``min_round_s``."""
-    for _ in range(3):
-        fn()
-    start, n = time.thread_time(), 0
-    while time.thread_time() - start < min_round_s / 4:
-        fn()
-        n += 1
-    per = (time.thread_time() - start) / n
-    reps = max(1, int(min_round_s / per))
-    samples = []
-    for _ in range(rounds):
-        t0 = time.thread_time()
-        for _ in range(reps):
+def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int, min_sample_s: float = 0.1) -> dict[str, float]:
+    """Milliseconds per call of every function in ``fns``: the median over ``rounds`` rounds, each
+    round timing every function once (in a fresh random order) for at least ``min_sample_s`` of the
+    thread's CPU time, so the machine's drift falls on all of them alike."""
+    reps = {}
+    for name, fn in fns.items():
+        for _ in range(3):
             fn()
-        samples.append((time.thread_time() - t0) / reps)
-    return statistics.median(samples)
+        start, n = time.thread_time(), 0
+        while time.thread_time() - start < min_sample_s / 4:
+            fn()
+            n += 1
+        reps[name] = max(1, int(min_sample_s / ((time.thread_time() - start) / n)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = random.Random(0)
+    names = list(fns)
+    for _ in range(rounds):
+        order.shuffle(names)
+        for name in names:
+            fn, k = fns[name], reps[name]
+            t0 = time.thread_time()
+            for _ in range(k):
+                fn()
+            samples[name].append((time.thread_time() - t0) / k)
+    return {name: 1e3 * statistics.median(v) for name, v in samples.items()}
 
 
 def conv_shapes(model: nn.Module, x: torch.Tensor) -> list[dict]:
@@ -77,11 +86,12 @@ def time_layer(shape: dict, batch: int, rounds: int) -> dict:
     b = torch.randn(shape["cout"])
     st = (shape["stride"],) * 2
     row = dict(shape, batch=batch)
+    fns = {"torch_ms": lambda: F.conv2d(x, w, b, st, (1, 1))}
+    for s in (0.0, *RATIOS):
+        idx = draw_mask(shape["oh"], shape["ow"], s).flatten().nonzero().flatten()
+        fns[f"kernel_s{s:g}_ms"] = lambda idx=idx: masked_conv2d(x, w, b, idx, st, (1, 1))
     with torch.no_grad():
-        row["torch_ms"] = 1e3 * seconds_per_call(lambda: F.conv2d(x, w, b, st, (1, 1)), rounds)
-        for s in (0.0, *RATIOS):
-            idx = draw_mask(shape["oh"], shape["ow"], s).flatten().nonzero().flatten()
-            row[f"kernel_s{s:g}_ms"] = 1e3 * seconds_per_call(lambda: masked_conv2d(x, w, b, idx, st, (1, 1)), rounds)
+        row.update(interleaved_ms(fns, rounds))
     for s in RATIOS:
         row[f"vs_own_dense_s{s:g}"] = row["kernel_s0_ms"] / row[f"kernel_s{s:g}_ms"]
         row[f"vs_torch_s{s:g}"] = row["torch_ms"] / row[f"kernel_s{s:g}_ms"]
@@ -98,11 +108,11 @@ def time_network(name: str, rounds: int) -> dict:
     model = timm.create_model(name, pretrained=False).eval()
     x = torch.randn(1, 3, 224, 224)
     row = {"model": name}
+    fns = {"torch_ms": lambda: model(x)}
+    for s in (0.0, *RATIOS):
+        fns[f"kernel_s{s:g}_ms"] = lambda net=masked_network(model, x, s): net(x)
     with torch.no_grad():
-        row["torch_ms"] = 1e3 * seconds_per_call(lambda: model(x), rounds)
-        for s in (0.0, *RATIOS):
-            net = masked_network(model, x, s)
-            row[f"kernel_s{s:g}_ms"] = 1e3 * seconds_per_call(lambda: net(x), rounds)
+        row.update(interleaved_ms(fns, rounds))
     for s in RATIOS:
         row[f"vs_own_dense_s{s:g}"] = row["kernel_s0_ms"] / row[f"kernel_s{s:g}_ms"]
         row[f"vs_torch_s{s:g}"] = row["torch_ms"] / row[f"kernel_s{s:g}_ms"]
@@ -121,10 +131,11 @@ def aggregate(rows: list[dict], weights: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--skip-networks", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     result: dict = {"threads": 1, "ratios": list(RATIOS)}
     imagenet = timm.create_model("resnet18", pretrained=False)
     demo = timm.create_model("resnet18", pretrained=False, in_chans=1, num_classes=10, replace_stem_pool=True)
