@@ -1,7 +1,7 @@
 """Mixed precision against all-int8 at one budget: does choosing the precision per slot pay?
 
 Runs ``--recipe`` (default ``recipes/demo_mixed.yaml``: OpenVINO float32 with int8 as a per-slot
-choice, and bfloat16 too where the CPU computes it natively; budget 0.3x the float32 teacher), then the same recipe with the whole network in int8
+choice, budget 0.3x the float32 teacher), then the same recipe with the whole network in int8
 (``target.dtype: int8``, no per-slot choice) at the same budget in milliseconds, each through the
 whole pipeline in its own run directory. Then the float32 teacher, the teacher's int8 post-training
 quantization and both students are timed interleaved in one run on the target, each as deployed
@@ -24,10 +24,8 @@ import torch
 from hant.config import load_recipe
 from hant.deploy import PrecisionPlan, deployed_module
 from hant.distill.trainer import evaluate
-from hant.errors import LatencyError
 from hant.io import read_json
 from hant.latency import measure
-from hant.latency.runtime import check_openvino
 from hant.pipeline import Context, RunDir, run_stages
 from hant.pipeline.calibration_data import task_calibration
 from hant.student import load_student, student_deployment
@@ -39,35 +37,15 @@ def run(recipe, root: Path) -> RunDir:
     return rundir
 
 
-def offered_precisions(recipe, requested: str | None) -> list[str]:
-    """The precisions each slot may also take: ``requested``, else the recipe's plus bfloat16 when
-    OpenVINO computes it natively here (a CPU without it would run bf16 as float32)."""
-    if requested:
-        return [p.strip() for p in requested.split(",") if p.strip()]
-    offered = list(recipe.zoo.precisions)
-    if recipe.target.backend == "openvino" and "bfloat16" not in offered:
-        try:
-            check_openvino("bfloat16")
-        except LatencyError as e:
-            print(f"bfloat16 not offered: {e}", flush=True)
-        else:
-            offered.insert(0, "bfloat16")
-    return offered
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="recipes/demo_mixed.yaml")
     p.add_argument("--root", default="runs/mixed_precision")
     p.add_argument("--time-budget", type=float, default=120.0)
-    p.add_argument("--precisions", help="comma-separated per-slot precisions besides the target's (default: the "
-                   "recipe's zoo.precisions, plus bfloat16 where this CPU runs it natively in OpenVINO)")
     args = p.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     mixed_recipe = load_recipe(args.recipe)
-    mixed_recipe.zoo.precisions = offered_precisions(mixed_recipe, args.precisions)
-    print(f"per-slot precisions offered: {', '.join([mixed_recipe.target.dtype, *mixed_recipe.zoo.precisions])}", flush=True)
     mixed = run(mixed_recipe, Path(args.root) / "mixed")
     table = read_json(mixed.latency)["extra"]
     budget_ms = mixed_recipe.search.budget * table["teacher_predicted_ms"]
