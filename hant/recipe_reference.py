@@ -43,7 +43,7 @@ def field_doc(cls: type, name: str) -> str:
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is typing.Literal:
-        return "str"
+        return " or ".join(dict.fromkeys(type(a).__name__ for a in typing.get_args(tp)))
     if tp is type(None):
         return "null"
     args = typing.get_args(tp)

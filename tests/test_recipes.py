@@ -1,4 +1,5 @@
-"""Every shipped recipe passes `hant run RECIPE --dry-run` (on a tiny ImageFolder made here)."""
+"""Every shipped recipe passes `hant run RECIPE --dry-run` (on a tiny ImageFolder or tiny
+Fashion-MNIST files made here)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 from PIL import Image
 
 from hant.cli import main
+from idx_files import fake_fashion_mnist
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
@@ -23,11 +25,18 @@ def image_folder(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def fashion_files(tmp_path_factory) -> Path:
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fashion_mnist"))
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
-def test_recipe_dry_run(recipe, image_folder, capsys):
+def test_recipe_dry_run(recipe, image_folder, fashion_files, capsys):
     args = ["run", str(recipe), "--dry-run"]
     if "dataset: imagefolder" in recipe.read_text():
         args += ["--data", str(image_folder)]
+    if "dataset: fashion_mnist" in recipe.read_text():
+        args += ["--data", str(fashion_files)]
     assert main(args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "dry run OK" in out

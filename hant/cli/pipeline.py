@@ -15,6 +15,7 @@ from ..pipeline.runner import STAGES, Stage
 from ..pipeline.tracked import run_tracked_stages
 from ..tracking import MODES, resolve_mode
 
+DATA_HELP = "data.root: an ImageFolder with train/ and val/, or a fashion_mnist recipe's IDX directory"
 STAGE_HELP = {
     "teacher": "train the teacher (or load its checkpoint) and record its accuracy",
     "slots": "find the teacher's replaceable blocks",
@@ -43,7 +44,9 @@ def apply_overrides(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         names = [n.strip() for n in args.families.split(",") if n.strip()]
         recipe.zoo.families = {n: recipe.zoo.families.get(n, {}) for n in names}
     if getattr(args, "data", None):
-        recipe.data.dataset, recipe.data.root = "imagefolder", args.data
+        if recipe.data.dataset != "fashion_mnist":
+            recipe.data.dataset = "imagefolder"
+        recipe.data.root = args.data
     check_fields(recipe)
     return recipe
 
@@ -176,7 +179,7 @@ def register(sub: argparse._SubParsersAction, skip: set[str]) -> None:
     p.add_argument("--force", action="store_true", help="re-run the report stage even if up to date")
     p.add_argument("--wandb", choices=MODES, help="W&B mode (default: the recipe's, else auto)")
     p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
-    p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--families", help="comma-separated candidate families to keep from the recipe's zoo")
     p.add_argument("--dry-run", action="store_true", help="validate recipe, data, model, slots, zoo and target; run nothing")
     add_plugin_argument(p)

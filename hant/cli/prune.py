@@ -10,7 +10,7 @@ from ..pipeline import RunDir
 from ..pipeline.dryrun import dry_run
 from ..pipeline.prune_stages import PRUNE_STAGES
 from ..pruning.run import METHODS
-from .pipeline import add_plugin_argument, apply_overrides, print_dry_run, print_summary, run_tracked
+from .pipeline import DATA_HELP, add_plugin_argument, apply_overrides, print_dry_run, print_summary, run_tracked
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<recipe name>)")
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the teacher's latency")
     p.add_argument("--method", choices=METHODS, help="override prune.method")
-    p.add_argument("--data", help="ImageFolder root with train/ and val/ (overrides data.root)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--target", help="use the recipe's named alternative target (see `targets:`)")
     p.add_argument("--wandb", help="W&B mode: auto, off, offline or online (overrides wandb.mode)")
     p.add_argument("--force", action="store_true", help="re-run the last stage even when it is up to date")

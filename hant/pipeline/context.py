@@ -48,7 +48,7 @@ def check_plugins_allowed(recipe: Recipe, allow_plugins: bool) -> None:
 class Context:
     """The recipe and run directory of one run, with the objects several stages load.
 
-    The teacher and the data come from the recipe (a timm model, the embedded digits or an ImageFolder,
+    The teacher and the data come from the recipe (a timm model, the embedded digits, Fashion-MNIST or an ImageFolder,
     or the functions ``teacher.factory`` / ``data.factory`` name), or from a Python caller
     (``hant.optimize``): a trained ``teacher`` module, ``data`` splits and the ``example_input`` the
     model takes. Stage fingerprints cover either source (:attr:`teacher_inputs`, :attr:`data_inputs`).
@@ -80,7 +80,7 @@ class Context:
 
     @cached_property
     def splits(self) -> DataSplits:
-        splits = load_splits(self.recipe.data, self.recipe.seed)
+        splits = load_splits(self.recipe.data, self.recipe.seed, self.recipe.teacher.model)
         if splits.num_classes < 2:
             log.warning(one_class_warning(self.recipe))
         return splits
@@ -195,14 +195,16 @@ class Context:
         return make_loader(getattr(self.splits, split), EVAL_BATCH, False, self.recipe.seed, self.recipe.data.workers)
 
     def augment(self):
-        """Tensor augmentation for the embedded digits (ImageFolder and user data augment in their transforms).
+        """Tensor augmentation (random shifts) for the digits and Fashion-MNIST (ImageFolder and user
+        data augment in their transforms).
 
         It draws from torch's global stream, which the stages seed and training checkpoints save
         and restore, so a resumed run shifts its batches exactly as an uninterrupted one."""
         d = self.recipe.data
-        if self.user_data is not None or not (d.augment and d.dataset in ("digits", "digits_hard")):
+        if self.user_data is not None or not d.augment or not self.splits.shift:
             return None
-        return lambda x: random_shift(x, 2, None)
+        shift = self.splits.shift
+        return lambda x: random_shift(x, shift, None)
 
     @cached_property
     def num_classes(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -15,6 +14,7 @@ from ..latency.runtime import check_target
 from ..models import create_model
 from ..ops_zoo import build_zoo, find_plugins, list_families, load_plugins
 from ..slots import discover_slots
+from ..weights import checkpoint_path
 from .context import Context, one_class_warning
 from .rundir import RunDir
 
@@ -100,8 +100,8 @@ def dry_run(recipe: Recipe, allow_plugins: bool = False, pipeline: str = "run") 
         data = {"dataset": recipe.data.dataset, "classes": splits.num_classes,
                 "train": len(splits.train), "val": len(splits.val),
                 "test": len(splits.test) if splits.test_split == "test" else None}
-    if recipe.teacher.checkpoint and not Path(recipe.teacher.checkpoint).is_file():
-        raise HantError(f"teacher checkpoint {recipe.teacher.checkpoint!r} does not exist")
+    if recipe.teacher.checkpoint:
+        checkpoint_path(recipe.teacher.checkpoint)
     t = recipe.teacher
     if ctx.given_teacher is not None:
         model = ctx.given_teacher.eval()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from ..data import random_shift
 from ..deploy import PrecisionPlan, deployed_module, split_precision, with_precision
 from ..distill.layerwise import Numerics, build_trained_candidate, distill_zoo
 from ..distill.trainer import evaluate, train_classifier
@@ -43,7 +42,8 @@ TEACHER_UID = "network:teacher"
 
 
 def stage_teacher(ctx: Context) -> dict:
-    """Train the teacher (or load its checkpoint / pretrained weights) and record its accuracy."""
+    """Train the teacher (or load its checkpoint / pretrained weights) and record its accuracy; a
+    checkpoint whose classifier was reset for the data's classes is fine-tuned with ``teacher.train``."""
     cfg = ctx.recipe.teacher
     d = ctx.model_desc
     torch.manual_seed(ctx.recipe.seed)
@@ -52,14 +52,8 @@ def stage_teacher(ctx: Context) -> dict:
         model = copy.deepcopy(given)
     else:
         model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"], pretrained=cfg.pretrained)
-    if cfg.checkpoint:
-        load_weights(model, cfg.checkpoint)
-        source = f"checkpoint {cfg.checkpoint}"
-    elif given is not None:
-        source = f"the module given or built by {cfg.factory}"
-    elif cfg.pretrained:
-        source = "timm pretrained weights"
-    else:
+    reset_from = load_weights(model, cfg.checkpoint, cfg.checkpoint_format) if cfg.checkpoint else None
+    if reset_from is not None or not (cfg.checkpoint or given is not None or cfg.pretrained):
         train_classifier(
             model,
             ctx.train_loader(),
@@ -70,7 +64,16 @@ def stage_teacher(ctx: Context) -> dict:
             checkpoint=ctx.run.teacher_dir / "train_state.pt",
             seed=ctx.recipe.seed,
         )
-        source = "trained by this recipe"
+        source = "trained by this recipe" if reset_from is None else (
+            f"checkpoint {cfg.checkpoint} with its {reset_from}-class classifier reset to {d['num_classes']} classes, "
+            "fine-tuned by this recipe"
+        )
+    elif cfg.checkpoint:
+        source = f"checkpoint {cfg.checkpoint}"
+    elif given is not None:
+        source = f"the module given or built by {cfg.factory}"
+    else:
+        source = "timm pretrained weights"
     accuracy = held_out_accuracy(ctx, model, evaluate(model, ctx.eval_loader("val")))
     if is_main():
         save_tensors(ctx.run.teacher_weights, model.state_dict())
@@ -157,7 +160,7 @@ def stage_distill(ctx: Context) -> dict:
             ctx.recipe.distill,
             ctx.run.candidate_weights,
             seed=ctx.recipe.seed,
-            augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
+            augment=ctx.augment(),
             numerics=deployed_numerics(ctx, workdir),
         )
     if is_main():
