@@ -62,7 +62,7 @@ def stage_teacher(ctx: Context) -> dict:
     else:
         train_classifier(
             model,
-            ctx.train_loader(),
+            ctx.train_loader(base_seed=ctx.recipe.seed),
             ctx.eval_loader("val"),
             cfg.train,
             augment=ctx.augment(),
@@ -156,7 +156,7 @@ def stage_distill(ctx: Context) -> dict:
             ctx.eval_loader("val"),
             ctx.recipe.distill,
             ctx.run.candidate_weights,
-            seed=ctx.recipe.seed,
+            seed=ctx.seed,
             augment=(lambda x: random_shift(x, 2, None)) if ctx.augment() is not None else None,
             numerics=deployed_numerics(ctx, workdir),
         )
@@ -338,7 +338,7 @@ def stage_finetune(ctx: Context) -> dict:
     student.requires_grad_(True)
     assembled_acc = evaluate(student, ctx.eval_loader("val"))
     assembled_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    torch.manual_seed(ctx.recipe.seed)
+    torch.manual_seed(ctx.seed)
     result = train_classifier(
         student,
         ctx.train_loader(seed_offset=2),
@@ -350,7 +350,7 @@ def stage_finetune(ctx: Context) -> dict:
         augment=ctx.augment(),
         desc="finetune",
         checkpoint=ctx.run.student_dir / "train_state.pt",
-        seed=ctx.recipe.seed + 2,
+        seed=ctx.seed + 2,
     )
     kept, val_acc = "fine-tuned", result.best_val_accuracy
     if assembled_acc > result.best_val_accuracy:
