@@ -47,18 +47,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPES = ("recipes/fashion_mnist_efficientnet_lite0.yaml", "recipes/compare_fashion_resnet18.yaml",
                    "recipes/compare_fashion_mobilenetv2.yaml")
 METHODS = ("hant", "halp", "splamp", "tp_magnitude", "tp_taylor", "fastnas")
-BISECT_ITERATIONS = 6
+BISECT_ITERATIONS = 5
 """Halvings of the knob range for the Torch-Pruning ratio and the FastNAS FLOPs fraction."""
-BISECT_TIME_S = 20.0
+BISECT_TIME_S = 10.0
 """Cap on the seconds of one bisection trial's measurement (teacher and one pruned network)."""
-MEASURE_S_PER_NETWORK = 10.0
+MEASURE_S_PER_NETWORK = 5.0
 """Seconds of the final interleaved measurement per network measured (teacher and students)."""
 
 
 def quick(recipe: Recipe) -> None:
     """Shrink every schedule for a smoke run of every code path (its numbers mean nothing)."""
     recipe.name += "_quick"
-    recipe.teacher.train.epochs = min(recipe.teacher.train.epochs, 3)
+    recipe.teacher.train.epochs = min(recipe.teacher.train.epochs, 6)  # a teacher above chance to distill from
     recipe.distill.epochs = 1
     recipe.finetune.epochs = 1
     recipe.prune.steps, recipe.prune.fractions = 2, [1.0, 0.5, 0.25]

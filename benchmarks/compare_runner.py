@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from latency_bisect import bisect_knob
-from modelopt_baseline import fastnas_prune
+from latency_bisect import KNOB_RANGE, bisect_knob
+from modelopt_baseline import fastnas_prune, min_flops_fraction
 from tp_baseline import tp_prune
 
 from hant.config import Recipe
@@ -46,6 +46,9 @@ FASTNAS_SCORE_IMAGES = 256
 """Validation images FastNAS scores its sub-networks on (its sensitivity analysis evaluates many)."""
 FASTNAS_BN_BATCHES = 4
 """Training batches FastNAS recalibrates BatchNorm statistics on before scoring a sub-network."""
+FASTNAS_FLOOR_SHARE = 0.99
+"""Share of the way to FastNAS's smallest sub-network the bisection may go (its FLOPs bound must stay
+above that sub-network's, which it cannot go below)."""
 
 
 @dataclass
@@ -133,10 +136,12 @@ def finetune(model: nn.Module, ctx: Context, seed: int) -> nn.Module:
     return model.cpu().eval()
 
 
-def _bisect(ctx: Context, build, budget: float, iterations: int, images: np.ndarray | None, time_budget_s: float):
+def _bisect(ctx: Context, build, budget: float, iterations: int, images: np.ndarray | None, time_budget_s: float,
+            knob_range: tuple[float, float] = KNOB_RANGE):
     r = ctx.recipe
     return bisect_knob(build, ctx.teacher, ctx.input_shape, r.target, budget, r.search.margin, iterations,
-                       calibration=images, rel_precision=r.profile.rel_precision, time_budget_s=time_budget_s)
+                       calibration=images, knob_range=knob_range, rel_precision=r.profile.rel_precision,
+                       time_budget_s=time_budget_s)
 
 
 def tp_students(ctx: Context, budgets: list[float], seeds: list[int], images: np.ndarray | None, iterations: int,
@@ -174,14 +179,18 @@ def fastnas_students(ctx: Context, work: Path, budgets: list[float], seeds: list
     def build(knob: float) -> nn.Module:
         return fastnas_prune(teacher, example, 1.0 - knob, bn_batches, lambda m: evaluate(m, score_loader), checkpoint)
 
+    # the knob is 1 - the FLOPs fraction; FastNAS cannot go below its smallest sub-network's FLOPs
+    floor = min_flops_fraction(teacher, example)
+    knob_range = (KNOB_RANGE[0], min(KNOB_RANGE[1], (1.0 - floor) * FASTNAS_FLOOR_SHARE))
     plan = PrecisionPlan(ctx.recipe.target.dtype)
     out = []
     for budget in budgets:
-        knob, ms, trials = _bisect(ctx, build, budget, iterations, images, time_budget_s)
+        knob, ms, trials = _bisect(ctx, build, budget, iterations, images, time_budget_s, knob_range)
         pruned = build(knob)
         for seed in seeds:
             net = finetune(copy.deepcopy(pruned), ctx, seed)
-            out.append(Student("fastnas", budget, seed, net, plan, ms, {"flops_fraction": 1.0 - knob, "bisection": trials}))
+            out.append(Student("fastnas", budget, seed, net, plan, ms,
+                               {"flops_fraction": 1.0 - knob, "min_flops_fraction": floor, "bisection": trials}))
     return out
 
 

@@ -19,12 +19,13 @@ KNOB_RANGE = (0.0, 0.95)
 
 def bisect_knob(
     build: Callable[[float], nn.Module], teacher: nn.Module, input_shape: tuple, target: LatencyTarget,
-    fraction: float, margin: float, iterations: int, calibration: np.ndarray | None = None, **timing,
+    fraction: float, margin: float, iterations: int, calibration: np.ndarray | None = None,
+    knob_range: tuple[float, float] = KNOB_RANGE, **timing,
 ) -> tuple[float, float, list[dict]]:
-    """The smallest knob in :data:`KNOB_RANGE` (to its width / 2^iterations) whose ``build(knob)``
+    """The smallest knob in ``knob_range`` (to its width / 2^iterations) whose ``build(knob)``
     measures within ``fraction`` × the teacher beside it, less ``margin``; returns (knob, its measured
     ms, the trials). ``calibration`` (real per-sample inputs) is what an int8 target quantizes on."""
-    lo, hi = KNOB_RANGE
+    lo, hi = knob_range
     hi_ms, trials = None, []
 
     def timed(net: nn.Module) -> dict:

@@ -23,23 +23,39 @@ def fastnas_prune(
     checkpoint: Path,
 ) -> nn.Module:
     """A copy of ``model`` pruned by ``mtp.prune(mode="fastnas")`` to ``flops_fraction`` of its FLOPs;
-    ``batches`` (input, label) recalibrate BatchNorm, ``score`` (higher is better) ranks sub-networks,
+    ``batches`` (input, label) recalibrate BatchNorm (a forward loop over them: without one ModelOpt
+    wants a queue of 50 batches), ``score`` (higher is better) ranks sub-networks,
     ``checkpoint`` holds the search state (the per-layer sensitivity is computed once per model there)."""
     import modelopt.torch.prune as mtp
 
     net = copy.deepcopy(model).eval()
+    batches = list(batches)
     with contextlib.redirect_stdout(io.StringIO()):  # ModelOpt draws its profiling tables on stdout
         pruned, _ = mtp.prune(
             net, mode="fastnas", constraints={"flops": f"{100 * flops_fraction:.4g}%"}, dummy_input=example,
-            config={"data_loader": list(batches), "collect_func": lambda b: b[0], "score_func": score,
+            config={"forward_loop": lambda m: [m(x) for x, _ in batches], "score_func": score,
                     "checkpoint": str(checkpoint), "verbose": False},
         )
     return pruned.eval()  # the search exports the best sub-network to plain torch modules
 
 
+def min_flops_fraction(model: nn.Module, example: torch.Tensor) -> float:
+    """FLOPs of FastNAS's smallest sub-network of ``model`` as a fraction of its own: below it no
+    FLOPs constraint can be met."""
+    import modelopt.torch.nas as mtn
+    from modelopt.torch.nas.utils import inference_flops, sample
+    from modelopt.torch.prune.pruning import PruneModeRegistry
+
+    net = copy.deepcopy(model).eval()
+    full = inference_flops(net, dummy_input=example)
+    space = mtn.convert(net, mode="fastnas", registry=PruneModeRegistry)
+    sample(space, min)
+    return inference_flops(space, dummy_input=example) / full
+
+
 def fastnas_unavailable() -> str | None:
-    """Why FastNAS cannot be a baseline here, found by running it (import, then a search at 75 % of
-    the FLOPs of a two-layer CNN of 64 channels, which FastNAS prunes in steps of 32, on the CPU);
+    """Why FastNAS cannot be a baseline here, found by running it (import, the smallest sub-network's
+    FLOPs, then a search at 75 % of the FLOPs of a two-layer CNN of 64 channels, which FastNAS prunes in steps of 32, on the CPU);
     None when it ran."""
     try:
         import modelopt.torch.prune  # noqa: F401
@@ -57,7 +73,8 @@ def fastnas_unavailable() -> str | None:
 
     try:
         with tempfile.TemporaryDirectory(prefix="hant-fastnas-") as tmp:
-            fastnas_prune(net, batches[0][0], 0.75, batches, score, Path(tmp) / "search.pth")
+            floor = min_flops_fraction(net, batches[0][0])
+            fastnas_prune(net, batches[0][0], max(0.75, floor), batches, score, Path(tmp) / "search.pth")
     except Exception as e:
         return f"FastNAS search failed on the CPU ({type(e).__name__}: {str(e)[:300]})"
     return None
