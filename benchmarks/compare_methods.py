@@ -1,23 +1,20 @@
-"""Full HANT against latency-aware pruning (HALP, SP-LAMP) and Torch-Pruning, side by side.
+"""Full HANT against pruning baselines and int8 PTQ at equal measured latency, over seeds, per teacher.
 
-One teacher (the recipe's, trained once and cached in the work directory), one task (the harder
-embedded digits), the same budgets (fractions of the teacher's latency on the recipe's target) and
-the same fine-tuning schedule (the recipe's ``finetune``, with KD from the teacher) for every method:
+For each recipe (one teacher, one task, one deployment target), every method makes a student at
+each budget (a fraction of the teacher's latency measured on the target) and seed (:mod:`compare_runner`):
+hant (the full zoo), halp, splamp, Torch-Pruning magnitude and Taylor, and ModelOpt FastNAS where
+``nvidia-modelopt`` runs. All are fine-tuned by the recipe's one ``finetune`` schedule with KD from
+the teacher. Then the teacher and every student are measured interleaved in ONE run on the target and
+evaluated as the target's runtime computes them (int8: quantized by it) on the test split; the
+teacher's int8 post-training quantization stands beside them where the runtime has int8. Reported
+per method and budget: accuracy and measured latency mean ± std over seeds, whether each student is
+within its budget, and a paired bootstrap 95 % interval of the accuracy gap to hant (:mod:`method_stats`).
 
-- ``hant``: the recipe's full zoo, layer-wise distillation, integer program, verified on measure;
-- ``halp`` and ``splamp`` run as ``hant prune`` does (``hant.pipeline.prune_series``), on the same teacher:
-  ``halp``: pruning only, over coupled channel groups (residual streams included), BatchNorm
-  Taylor saliency, latency-table knapsack, pruning steps spread over training;
-- ``splamp``: LAMP scores on filter norms, one global threshold under the latency table;
-- ``tp_magnitude`` / ``tp_taylor``: Torch-Pruning's MetaPruner with L2-magnitude / Taylor
-  importance at a uniform ratio found by bisection on measured latency.
+Writes ``compare_methods.json`` (``--quick``: ``compare_methods_quick.json``) and a plot of accuracy
+against measured latency in ``--out-dir``; the last printed line is a JSON summary.
 
-Every latency in the table comes from one interleaved measurement of the teacher and every student;
-accuracies are on the held-out test split. Prints a table, writes ``compare_methods.png`` (accuracy
-against measured latency) and ``compare_methods.json`` in the work directory, and prints the JSON
-object (method → budget → accuracy, measured and predicted latency) as its last line.
-
-    flock /tmp/hant-measure.lock .venv/bin/python benchmarks/compare_methods.py [--quick]
+    flock /tmp/hant-measure.lock env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compare_methods.py \\
+        [--recipe R.yaml ... | --teacher TIMM_NAME] [--seeds 3] [--with-0.2] [--quick]
 """
 from __future__ import annotations
 
@@ -32,159 +29,174 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tp_baseline import bisect_ratio, tp_prune  # noqa: E402
+import compare_runner as runner  # noqa: E402
+from compare_report import fairness_rules, plot, summarize, table_lines  # noqa: E402
+from modelopt_baseline import fastnas_unavailable  # noqa: E402
 
-from hant import load_student  # noqa: E402
-from hant.config import load_recipe  # noqa: E402
-from hant.distill.trainer import evaluate, train_classifier  # noqa: E402
-from hant.io import read_json  # noqa: E402
+from hant.config import Recipe, check_fields, load_recipe  # noqa: E402
+from hant.deploy import PrecisionPlan  # noqa: E402
+from hant.errors import HantError  # noqa: E402
+from hant.io import write_json  # noqa: E402
 from hant.latency import measure  # noqa: E402
-from hant.pipeline.budget_series import run_budget_series  # noqa: E402
+from hant.pipeline.calibration_data import task_calibration  # noqa: E402
 from hant.pipeline.context import Context  # noqa: E402
 from hant.pipeline.rundir import RunDir  # noqa: E402
-from hant.pipeline.prune_series import run_prune_series  # noqa: E402
+from hant.pipeline.stages import int8_baseline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("hant", "halp", "splamp", "tp_magnitude", "tp_taylor")
+DEFAULT_RECIPES = ("recipes/fashion_mnist_efficientnet_lite0.yaml", "recipes/compare_fashion_resnet18.yaml",
+                   "recipes/compare_fashion_mobilenetv2.yaml")
+METHODS = ("hant", "halp", "splamp", "tp_magnitude", "tp_taylor", "fastnas")
+BISECT_ITERATIONS = 5
+"""Halvings of the knob range for the Torch-Pruning ratio and the FastNAS FLOPs fraction."""
+BISECT_TIME_S = 10.0
+"""Cap on the seconds of one bisection trial's measurement (teacher and one pruned network)."""
+MEASURE_S_PER_NETWORK = 5.0
+"""Seconds of the final interleaved measurement per network measured (teacher and students)."""
 
 
-def quick(recipe) -> None:
-    """Shrink every schedule for a smoke run (numbers are then meaningless)."""
+def quick(recipe: Recipe) -> None:
+    """Shrink every schedule for a smoke run of every code path (its numbers mean nothing)."""
     recipe.name += "_quick"
-    recipe.teacher.train.epochs = 2
+    recipe.teacher.train.epochs = min(recipe.teacher.train.epochs, 6)  # a teacher above chance to distill from
     recipe.distill.epochs = 1
     recipe.finetune.epochs = 1
     recipe.prune.steps, recipe.prune.fractions = 2, [1.0, 0.5, 0.25]
-    recipe.zoo.families = {"identity": {}, "pruned": {"widths": [0.25, 0.5]}}
-    recipe.profile.time_budget_s = 10
+    recipe.zoo.families = {"identity": {}, "pruned": {"widths": [0.25]}, "dwsep": {"kernels": [3]}}  # reaches 0.3x
+    recipe.profile.time_budget_s, recipe.profile.calibration_networks, recipe.profile.calibration_time_s = 10, 4, 0
     recipe.search.verify_rounds = 2
 
 
-def finetune(model, ctx: Context, teacher) -> None:
-    """The pipeline's fine-tuning schedule, for the Torch-Pruning baselines (HANT, HALP and SP-LAMP
-    are fine-tuned by their pipelines' finetune stages)."""
-    cfg = ctx.recipe.finetune
-    model.requires_grad_(True)
-    torch.manual_seed(ctx.recipe.seed)
-    train_classifier(
-        model, ctx.train_loader(seed_offset=2), ctx.eval_loader("val"), cfg, teacher=teacher,
-        kd_temperature=cfg.kd_temperature, kd_alpha=cfg.kd_alpha, augment=ctx.augment(), desc="finetune",
-        seed=ctx.recipe.seed + 2,
-    )
-    model.eval()
+def recipes_from(args: argparse.Namespace) -> list[tuple[str, Recipe]]:
+    """(path, recipe) for each ``--recipe`` (default: the three comparison recipes); ``--teacher`` puts
+    that timm model into the one recipe given (default: the ResNet-18 one), trained by it."""
+    paths = args.recipe or ([DEFAULT_RECIPES[1]] if args.teacher else list(DEFAULT_RECIPES))
+    if args.teacher and len(paths) != 1:
+        raise HantError("--teacher replaces the teacher of one recipe; give at most one --recipe with it")
+    out = []
+    for path in paths:
+        recipe = load_recipe(ROOT / path if not Path(path).is_absolute() else path)
+        if args.teacher:
+            recipe.teacher.model, recipe.teacher.kwargs = args.teacher, {}
+            recipe.teacher.pretrained, recipe.teacher.checkpoint = False, None
+            recipe.name = f"compare_{recipe.data.dataset}_{args.teacher}"
+        if args.quick:
+            quick(recipe)
+        check_fields(recipe)
+        out.append((str(path), recipe))
+    return out
 
 
-def plot(results: dict, teacher: dict, path: Path, budgets: list[float]) -> None:
-    import matplotlib
+def compare(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int], methods: list[str],
+            bisect_iterations: int, resamples: int) -> dict:
+    """Every method's students, one interleaved measurement, deployed per-image accuracy, statistics."""
+    timings: dict[str, float] = {}
+    absent: dict[str, str] = {}
+    t = time.perf_counter()
+    students = runner.hant_students(recipe, work, budgets, seeds)
+    timings["hant_s"] = time.perf_counter() - t
+    first = RunDir(runner.seed_root(work, "hant", seeds[0]))
+    ctx = Context(recipe, first)
+    target = recipe.target
+    ptq = int8_baseline(target)
+    images = task_calibration(ctx)[0] if target.dtype == "int8" or ptq else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    pruners = [m for m in methods if m in runner.PIPELINE_PRUNERS]
+    if pruners:
+        t = time.perf_counter()
+        students += runner.pruner_students(recipe, work, pruners, budgets, seeds, first)
+        timings["halp_splamp_s"] = time.perf_counter() - t
+    if any(m.startswith("tp_") for m in methods):
+        t = time.perf_counter()
+        students += [s for s in runner.tp_students(ctx, budgets, seeds, images, bisect_iterations, BISECT_TIME_S)
+                     if s.method in methods]
+        timings["torch_pruning_s"] = time.perf_counter() - t
+    if "fastnas" in methods:
+        reason = fastnas_unavailable()
+        if reason is None:
+            t = time.perf_counter()
+            students += runner.fastnas_students(ctx, work, budgets, seeds, images, bisect_iterations, BISECT_TIME_S)
+            timings["fastnas_s"] = time.perf_counter() - t
+        else:
+            absent["fastnas"] = reason
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = dict(zip(METHODS, "o^sDv"))
-    for method, per_budget in results.items():
-        pts = sorted((r["measured_latency_ms"], r["accuracy"]) for r in per_budget.values())
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(method, "o"), label=method)
-    ax.scatter([teacher["measured_latency_ms"]], [teacher["accuracy"]], marker="*", s=150, c="k", label="teacher")
-    for b in budgets:
-        ax.axvline(b * teacher["measured_latency_ms"], ls=":", c="grey")
-    ax.set_xlabel("measured latency (ms, batch 64, 1 thread)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("HANT vs pruning at equal latency budgets (digits_hard)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # ONE interleaved measurement of the teacher (and its int8 PTQ) and every student on the target
+    t = time.perf_counter()
+    teacher = ctx.teacher
+    items = [("teacher", teacher, ctx.input_shape)] + [(s.name, s.model, ctx.input_shape) for s in students]
+    plans = {s.name: s.plan for s in students}
+    if ptq:
+        items.append(("teacher_int8", teacher, ctx.input_shape))
+        plans["teacher_int8"] = PrecisionPlan("int8")
+    calibration = {n: images for n, _, _ in items} if images is not None else None
+    stats = measure(items, target, plans=plans, calibration=calibration,
+                    rel_precision=min(0.01, recipe.profile.rel_precision), time_budget_s=MEASURE_S_PER_NETWORK * len(items))
+    timings["measure_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    correct = {"teacher": runner.correct_vector(teacher, ctx, PrecisionPlan(target.dtype), images, "teacher")}
+    if ptq:
+        correct["teacher_int8"] = runner.correct_vector(teacher, ctx, PrecisionPlan("int8"), images, "teacher_int8")
+    for s in students:
+        correct[s.name] = runner.correct_vector(s.model, ctx, s.plan, images, s.name)
+    timings["evaluate_s"] = time.perf_counter() - t
+    result = summarize(students, stats, correct, budgets, resamples)
+    result.update({
+        "recipe": recipe.name, "teacher_model": recipe.teacher.model, "target": target.to_dict(),
+        "target_described": target.describe(), "budgets": budgets, "seeds": seeds,
+        "test_images": int(len(correct["teacher"])), "absent": absent,
+        "ptq": ("teacher_int8: the teacher's int8 post-training quantization by the target runtime" if ptq else
+                "the target is int8: the teacher row is itself the teacher's int8 post-training quantization "
+                "(the target runtime's quantizer), the reference every budget is a fraction of"
+                if target.dtype == "int8" else f"the target runtime ({target.backend}) has no int8 here"),
+        "fairness": fairness_rules(recipe, seeds, bisect_iterations, runner.prune_target_recipe(recipe).target),
+        "timings_s": timings,
+    })
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default=str(ROOT / "recipes/hant_digits_hard.yaml"))
+    p.add_argument("--recipe", action="append", help="a recipe (repeatable); default: the three comparison recipes")
+    p.add_argument("--teacher", help="a timm model name: the teacher of the (one) recipe, trained by it")
     p.add_argument("--work-dir", default=str(ROOT / "runs/compare_methods"))
-    p.add_argument("--budgets", default="0.5,0.3")
+    p.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"))
+    p.add_argument("--budgets", default="0.5,0.3", help="comma-separated fractions of the teacher's latency")
+    p.add_argument("--with-0.2", dest="with_02", action="store_true", help="add the budget 0.2")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per method (the teacher is shared)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the test images")
     p.add_argument("--quick", action="store_true", help="tiny schedules: a smoke test of every code path")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    budgets = [float(b) for b in args.budgets.split(",")]
-    recipe = load_recipe(args.recipe)
-    if args.quick:
-        quick(recipe)
-    work = Path(args.work_dir) / recipe.name
-    t0 = time.time()
-    timings: dict[str, float] = {}
-
-    # full HANT: teacher trained here once (the other methods reuse it)
-    run_budget_series(recipe, work / "hant", budgets)
-    timings["hant_total_s"] = time.time() - t0
-    ctx = Context(recipe, RunDir(work / "hant"))
-    teacher = ctx.teacher
-    shape = ctx.input_shape
-    students: dict[tuple[str, float], torch.nn.Module] = {}
-    predicted: dict[tuple[str, float], float] = {}
-    notes: dict[str, dict] = {}
-    for b in budgets:
-        sub = work / "hant" / f"budget-{b:g}"
-        students["hant", b] = load_student(sub / "student")
-        predicted["hant", b] = read_json(sub / "selection.json")["predicted_latency_ms"]
-
-    t = time.time()
-    for row in run_prune_series(recipe, work / "prune", ["halp", "splamp"], budgets, teacher_run=RunDir(work / "hant")):
-        key = (row["method"], row["budget"])
-        students[key] = load_student(Path(row["run_dir"]) / "student")
-        predicted[key] = row["predicted_latency_ms"]
-        p = row["prune"]
-        notes[f"{row['method']}@{row['budget']:g}"] = {"counts": p["counts"], "fit_rounds": p["fit_rounds"], "steps": p["steps"]}
-    timings["halp_splamp_s"] = time.time() - t
-    predicted_teacher_ms = read_json(work / "prune" / "prune_latency.json")["predicted_teacher_ms"]
-
-    example = torch.randn(2, *shape)
-    batches = [next(iter(ctx.train_loader(seed_offset=4)))]
-    for b in budgets:
-        t = time.time()
-        ratio, ratio_ms, trials = bisect_ratio(
-            teacher, example, shape, recipe.target, b, recipe.search.margin,
-            iterations=3 if args.quick else 7, rel_precision=recipe.profile.rel_precision, time_budget_s=10,
-        )
-        for imp in ("magnitude", "taylor"):
-            net = tp_prune(teacher, example, ratio, imp, batches)
-            finetune(net, ctx, teacher)
-            students[f"tp_{imp}", b] = net
-            predicted[f"tp_{imp}", b] = ratio_ms  # no latency model: the bisection's own measurement
-        notes[f"tp@{b:g}"] = {"ratio": ratio, "trials": trials}
-        timings[f"tp@{b:g}_s"] = time.time() - t
-
-    # one interleaved measurement of the teacher and every student
-    items = [("teacher", teacher, shape)] + [(f"{m}@{b:g}", net, shape) for (m, b), net in students.items()]
-    stats = measure(items, recipe.target, rel_precision=0.02, time_budget_s=240)
-    test = ctx.eval_loader("test")
-    teacher_row = {"accuracy": evaluate(teacher, test), "measured_latency_ms": stats["teacher"].median_ms,
-                   "predicted_latency_ms": predicted_teacher_ms}
-    results: dict[str, dict] = {}
-    for (m, b), net in students.items():
-        results.setdefault(m, {})[f"{b:g}"] = {
-            "accuracy": round(evaluate(net, test), 2),
-            "measured_latency_ms": round(stats[f"{m}@{b:g}"].median_ms, 3),
-            "predicted_latency_ms": round(predicted[m, b], 3),
-        }
-    timings["total_s"] = time.time() - t0
-
-    t_ms = teacher_row["measured_latency_ms"]
-    print(f"teacher {recipe.teacher.model}: test accuracy {teacher_row['accuracy']:.2f} %, {t_ms:.2f} ms "
-          f"(target {recipe.target.describe()})")
-    print(f"{'method':<14}{'budget':>7}{'limit ms':>10}{'measured':>10}{'predicted':>11}{'× teacher':>11}{'acc %':>8}  within")
-    for b in budgets:
-        for m in METHODS:
-            row = results[m][f"{b:g}"]
-            within = row["measured_latency_ms"] <= b * t_ms
-            print(f"{m:<14}{b:>7g}{b * t_ms:>10.2f}{row['measured_latency_ms']:>10.2f}{row['predicted_latency_ms']:>11.2f}"
-                  f"{row['measured_latency_ms'] / t_ms:>11.3f}{row['accuracy']:>8.2f}  {'yes' if within else 'NO'}")
-    work.mkdir(parents=True, exist_ok=True)
-    plot(results, teacher_row, work / "compare_methods.png", budgets)
-    full = {"teacher": teacher_row, "results": results, "notes": notes, "timings_s": timings}
-    (work / "compare_methods.json").write_text(json.dumps(full, indent=1, default=str))
-    print(f"plot: {work / 'compare_methods.png'}; details: {work / 'compare_methods.json'}; {timings['total_s']:.0f} s")
-    print(json.dumps(results))
+    budgets = [float(b) for b in args.budgets.split(",")] + ([0.2] if args.with_02 else [])
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    try:
+        if unknown or "hant" not in methods:
+            raise HantError(f"--methods must include hant (every gap is to it) and name only {list(METHODS)}; got {methods}")
+        recipes = recipes_from(args)
+    except HantError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    results = {}
+    for path, recipe in recipes:
+        seeds = [recipe.seed + k for k in range(args.seeds)]
+        iterations = 2 if args.quick else BISECT_ITERATIONS
+        results[recipe.name] = {"recipe_file": path, **compare(recipe, Path(args.work_dir) / recipe.name, budgets, seeds,
+                                                               methods, iterations, args.resamples)}
+        for line in table_lines(results[recipe.name]):
+            print(line)
+    out = Path(args.out_dir)
+    stem = "compare_methods_quick" if args.quick else "compare_methods"
+    full = {"recipes": results, "total_s": time.perf_counter() - t0, "quick": args.quick}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", full)
+    plot(results, out / f"{stem}.png")
+    print(f"plot: {out / f'{stem}.png'}; details: {out / f'{stem}.json'}; {full['total_s']:.0f} s")
+    print(json.dumps({name: r["summary"] for name, r in results.items()}, default=float))
     return 0
 
 

@@ -53,11 +53,13 @@ def run_budget_series(
     on_event: Callable[[str, str, dict], None] | None = None,
     make_tracker: Callable[[Recipe, RunDir], Tracker] | None = None,
     allow_plugins: bool = False,
+    seed: int | None = None,
 ) -> list[dict]:
     """Run the pipeline at each budget fraction; return one row per budget and write
-    ``sweep.json`` and ``sweep.png`` in ``root``."""
+    ``sweep.json`` and ``sweep.png`` in ``root``. ``seed`` seeds distillation and fine-tuning
+    (:class:`Context`; default ``recipe.seed``)."""
     base = RunDir(root)
-    base_ctx = Context(recipe, base, allow_plugins=allow_plugins)
+    base_ctx = Context(recipe, base, allow_plugins=allow_plugins, seed=seed)
     for stage in ("profile", "distill"):
         run_stages(base_ctx, stage, on_event=on_event)
     rows, points = [], []
@@ -69,7 +71,7 @@ def run_budget_series(
         r.name = f"{recipe.name}-budget-{budget:g}"
         tracker = make_tracker(r, sub) if make_tracker else None
         try:
-            run_stages(Context(r, sub, allow_plugins=allow_plugins), "report", on_event=on_event, tracker=tracker)
+            run_stages(Context(r, sub, allow_plugins=allow_plugins, seed=seed), "report", on_event=on_event, tracker=tracker)
         finally:
             if tracker is not None:
                 tracker.finish()

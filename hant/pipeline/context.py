@@ -52,6 +52,10 @@ class Context:
     or the functions ``teacher.factory`` / ``data.factory`` name), or from a Python caller
     (``hant.optimize``): a trained ``teacher`` module, ``data`` splits and the ``example_input`` the
     model takes. Stage fingerprints cover either source (:attr:`teacher_inputs`, :attr:`data_inputs`).
+
+    ``seed`` (default ``recipe.seed``) seeds the stages after the teacher: distillation, pruning and
+    fine-tuning. The data splits, the example input, the profile and the teacher keep ``recipe.seed``,
+    so runs that differ only in ``seed`` share their teacher and test split (a multi-seed comparison).
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class Context:
         teacher: nn.Module | None = None,
         data: UserData | None = None,
         example_input: torch.Tensor | None = None,
+        seed: int | None = None,
     ):
         self.recipe = recipe
+        self.seed = recipe.seed if seed is None else seed
         self.run = run
         self.allow_plugins = allow_plugins
         if recipe.zoo.plugins:
@@ -112,9 +118,9 @@ class Context:
                     check_split(name, self._user_loader(name, 2, False), self.input_shape, labels=name != "train")
         return data
 
-    def _user_loader(self, split: str, batch_size: int, shuffle: bool, seed_offset: int = 0) -> DataLoader:
+    def _user_loader(self, split: str, batch_size: int, shuffle: bool, seed: int | None = None) -> DataLoader:
         d = self.recipe.data
-        return as_loader(self._user_splits.split(split), batch_size, shuffle, self.recipe.seed + seed_offset, d.workers)
+        return as_loader(self._user_splits.split(split), batch_size, shuffle, self.recipe.seed if seed is None else seed, d.workers)
 
     @cached_property
     def example_input(self) -> torch.Tensor:
@@ -163,14 +169,15 @@ class Context:
             workers=d.workers, distributed=is_distributed(), model_name=self.recipe.teacher.model,
         )
 
-    def train_loader(self, seed_offset: int = 0):
-        """Shuffled training batches; each torchrun process gets its own share. ImageFolder data
-        comes through timm's loader factory (its transforms, the teacher's preprocessing); a
-        caller's DataLoader is used as it is."""
+    def train_loader(self, seed_offset: int = 0, base_seed: int | None = None):
+        """Shuffled training batches in an order drawn from ``base_seed`` (default :attr:`seed`) plus
+        ``seed_offset``; each torchrun process gets its own share. ImageFolder data comes through
+        timm's loader factory (its transforms, the teacher's preprocessing); a caller's DataLoader is
+        used as it is."""
         d = self.recipe.data
-        seed = self.recipe.seed + seed_offset
+        seed = (self.seed if base_seed is None else base_seed) + seed_offset
         if self.user_data is not None:
-            return self._user_loader("train", d.batch_size, True, seed_offset)
+            return self._user_loader("train", d.batch_size, True, seed)
         if d.dataset == "imagefolder":
             return self._timm_loader("train", d.batch_size, training=True)
         if is_distributed():

@@ -26,9 +26,11 @@ def run_prune_series(
     teacher_run: RunDir | None = None,
     on_event: Callable[[str, str, dict], None] | None = None,
     allow_plugins: bool = False,
+    seed: int | None = None,
 ) -> list[dict]:
     """Prune at each method and budget fraction; one row per run (method, budget, run directory and
-    the report's accuracy and latencies). ``teacher_run``, when given, lends its teacher and slots."""
+    the report's accuracy and latencies). ``teacher_run``, when given, lends its teacher and slots;
+    ``seed`` seeds pruning and fine-tuning (:class:`Context`; default ``recipe.seed``)."""
     base = RunDir(root)
     if teacher_run is not None:
         share_upstream(teacher_run, base, ("teacher", "slots"), (teacher_run.teacher_dir, teacher_run.slots))
@@ -41,7 +43,8 @@ def run_prune_series(
             r = copy.deepcopy(recipe)
             r.prune.method, r.search.budget, r.search.budget_ms = method, budget, None
             r.name = f"{recipe.name}-{method}-{budget:g}"
-            run_stages(Context(r, sub, allow_plugins=allow_plugins), "report", on_event=on_event, pipeline=PRUNE_STAGES)
+            run_stages(Context(r, sub, allow_plugins=allow_plugins, seed=seed), "report", on_event=on_event,
+                       pipeline=PRUNE_STAGES)
             report = read_json(sub.report_json)
             rows.append({
                 "method": method,

@@ -59,7 +59,7 @@ def stage_prune(ctx: Context) -> dict:
     """Prune the teacher to the budget by ``prune.method`` (HALP trains on the training device)."""
     space = _space(ctx)
     fraction = _budget_fraction(ctx, space)
-    torch.manual_seed(ctx.recipe.seed)
+    torch.manual_seed(ctx.seed)
     result = prune_to_budget(ctx.recipe, ctx.teacher, space, fraction, ctx.input_shape,
                              ctx.train_loader(seed_offset=3), ctx.augment(), device=train_device())
     last = result.fit_rounds[-1]
@@ -94,10 +94,10 @@ def stage_prune_finetune(ctx: Context) -> dict:
     model = load_pruned(ctx.run.pruned_dir, allow_plugins=ctx.allow_plugins).requires_grad_(True)
     pruned_acc = evaluate(model, ctx.eval_loader("val"))
     pruned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    torch.manual_seed(ctx.recipe.seed)
+    torch.manual_seed(ctx.seed)
     result = train_classifier(model, ctx.train_loader(seed_offset=2), ctx.eval_loader("val"), cfg, teacher=ctx.teacher,
                               kd_temperature=cfg.kd_temperature, kd_alpha=cfg.kd_alpha, augment=ctx.augment(),
-                              desc="finetune", checkpoint=ctx.run.student_dir / "train_state.pt", seed=ctx.recipe.seed + 2)
+                              desc="finetune", checkpoint=ctx.run.student_dir / "train_state.pt", seed=ctx.seed + 2)
     kept, val_acc = "fine-tuned", result.best_val_accuracy
     if pruned_acc > result.best_val_accuracy:
         kept, val_acc = "pruned", pruned_acc
@@ -178,7 +178,7 @@ PRUNE_STAGES: dict[str, Stage] = {
         Stage(
             "prune",
             ("teacher", "prune-profile"),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.prune, c.recipe.search.budget, c.recipe.search.budget_ms,
+            lambda c: [c.seed, c.recipe.data, c.recipe.prune, c.recipe.search.budget, c.recipe.search.budget_ms,
                        c.recipe.search.margin, c.recipe.search.verify_rounds, c.recipe.finetune],
             lambda r: [r.prune_result, r.pruned_dir / "weights.safetensors"],
             stage_prune,
@@ -187,7 +187,7 @@ PRUNE_STAGES: dict[str, Stage] = {
         Stage(
             "finetune",
             ("prune",),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune],
+            lambda c: [c.seed, c.recipe.data, c.recipe.finetune],
             lambda r: [r.student_dir / "arch.json", r.student_dir / "weights.safetensors", r.student_metrics],
             stage_prune_finetune,
             outputs.check_finetune,

@@ -66,7 +66,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "distill",
             ("teacher", "zoo"),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.distill, *c.data_inputs, *scoring_runtime(c)],
+            lambda c: [c.seed, c.recipe.data, c.recipe.distill, *c.data_inputs, *scoring_runtime(c)],
             lambda r: [r.scores],
             stages.stage_distill,
             outputs.check_distill,
@@ -75,7 +75,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "finetune",
             ("search",),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.finetune, *c.data_inputs],
+            lambda c: [c.seed, c.recipe.data, c.recipe.finetune, *c.data_inputs],
             lambda r: [r.student_dir / "arch.json", r.student_dir / "weights.safetensors", r.student_metrics],
             stages.stage_finetune,
             outputs.check_finetune,

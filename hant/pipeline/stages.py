@@ -56,7 +56,7 @@ def stage_teacher(ctx: Context) -> dict:
     if reset_from is not None or not (cfg.checkpoint or given is not None or cfg.pretrained):
         train_classifier(
             model,
-            ctx.train_loader(),
+            ctx.train_loader(base_seed=ctx.recipe.seed),
             ctx.eval_loader("val"),
             cfg.train,
             augment=ctx.augment(),
@@ -159,7 +159,7 @@ def stage_distill(ctx: Context) -> dict:
             ctx.eval_loader("val"),
             ctx.recipe.distill,
             ctx.run.candidate_weights,
-            seed=ctx.recipe.seed,
+            seed=ctx.seed,
             augment=ctx.augment(),
             numerics=deployed_numerics(ctx, workdir),
         )
@@ -341,7 +341,7 @@ def stage_finetune(ctx: Context) -> dict:
     student.requires_grad_(True)
     assembled_acc = evaluate(student, ctx.eval_loader("val"))
     assembled_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-    torch.manual_seed(ctx.recipe.seed)
+    torch.manual_seed(ctx.seed)
     result = train_classifier(
         student,
         ctx.train_loader(seed_offset=2),
@@ -353,7 +353,7 @@ def stage_finetune(ctx: Context) -> dict:
         augment=ctx.augment(),
         desc="finetune",
         checkpoint=ctx.run.student_dir / "train_state.pt",
-        seed=ctx.recipe.seed + 2,
+        seed=ctx.seed + 2,
     )
     kept, val_acc = "fine-tuned", result.best_val_accuracy
     if assembled_acc > result.best_val_accuracy:
