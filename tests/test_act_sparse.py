@@ -11,9 +11,10 @@ from tiny import tiny_recipe
 from hant.config import recipe_from_dict
 from hant.errors import ZooError
 from hant.io import read_json
-from hant.distill.layerwise import build_trained_candidate
 from hant.ops_zoo import build_candidate, build_zoo
+from hant.distill.trainer import evaluate
 from hant.pipeline import Context, RunDir, run_stages
+from hant.pipeline.stages import finetune_student, trained_candidates
 from hant.slots import discover_slots, get_submodule
 from hant.student import assemble_student, save_student
 from hant.sparsity import MaskedConv2d, SparseBlock, draw_mask, ratio_at
@@ -107,11 +108,9 @@ def test_a_run_with_act_sparse_saves_a_student_that_reloads(tmp_path):
     scores = read_json(ctx.run.scores)
     sparse = {s.name: [c for c in ctx.zoo[s.name] if c.family == "act_sparse"][0] for s in ctx.slots}
     assert all(scores[name][spec.key]["status"] == "ok" for name, spec in sparse.items())
-    modules = {
-        s.name: build_trained_candidate(sparse[s.name], get_submodule(ctx.teacher, s.path), ctx.run.candidate_weights)
-        for s in ctx.slots
-    }
-    assert all(bool(m.frozen) for m in modules.values())
+    modules = trained_candidates(ctx, sparse)
+    assert modules.keys() == sparse.keys() and all(bool(m.frozen) for m in modules.values())
+    assert trained_candidates(ctx, {s.name: ctx.zoo[s.name][0] for s in ctx.slots}) == {}  # keep needs no module
     student = assemble_student(ctx.teacher, ctx.slots, sparse, modules).eval()
     save_student(student, tmp_path / "student", ctx.model_desc, ctx.slots, sparse)
     x = torch.randn(2, 1, 16, 16)
@@ -132,3 +131,23 @@ def test_a_run_with_act_sparse_saves_a_student_that_reloads(tmp_path):
                           str(tmp_path / "y.pt")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) == sum(isinstance(c, MaskedConv2d) for c in student.modules()) > 0
+
+    # phase 3 on this sparse student: the frozen masks stay, and the kept weights score as reported
+    before = {n: m.mask.clone() for n, m in student.named_modules() if isinstance(m, MaskedConv2d)}
+    ctx.recipe.finetune.epochs = 1
+    metrics = finetune_student(ctx, student)
+    assert metrics["kept"] in ("fine-tuned", "assembled") and len(metrics["history"]) == 1
+    assert all(torch.equal(m.mask, before[n]) for n, m in student.named_modules() if isinstance(m, MaskedConv2d))
+    assert metrics["test_accuracy"] == pytest.approx(evaluate(student, ctx.eval_loader("test")))
+
+
+def test_training_path_holds_skipped_pixels_at_the_bias():
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    masked = MaskedConv2d(conv, (5, 5), 0.4).train()
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    y = masked(x)
+    skipped = ~masked.mask
+    assert int(skipped.sum()) == 10
+    assert torch.equal(y[:, :, skipped], conv.bias.view(1, 4, 1).expand(2, 4, 10).detach())
+    y[:, :, skipped].sum().backward()
+    assert torch.count_nonzero(x.grad) == 0 and torch.count_nonzero(conv.weight.grad) == 0

@@ -230,7 +230,9 @@ def student_plan(ctx: Context, choices: dict[str, str]) -> PrecisionPlan:
     return PrecisionPlan.of(default, {s.path: split_precision(choices[s.name], default)[1] for s in ctx.slots})
 
 
-def _candidate_modules(ctx: Context, choices: dict[str, CandidateSpec]) -> dict:
+def trained_candidates(ctx: Context, choices: dict[str, CandidateSpec]) -> dict[str, torch.nn.Module]:
+    """Slot name -> the chosen candidate with its phase-1 (distilled) weights, for every slot whose
+    choice is not ``keep``; what :func:`~hant.student.assemble_student` takes as trained modules."""
     teacher = ctx.teacher
     return {
         s.name: build_trained_candidate(choices[s.name], get_submodule(teacher, s.path), ctx.run.candidate_weights)
@@ -290,7 +292,7 @@ def stage_search(ctx: Context) -> dict:
         selection = solve(selection_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
         predicted.append(selection.predicted_latency_ms)
         specs = _specs(ctx, selection.choices)
-        return selection, assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
+        return selection, assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
 
     fit = fit_measured(
         build, ctx.teacher, ctx.input_shape, target, budget,
@@ -329,15 +331,15 @@ def stage_search(ctx: Context) -> dict:
     }
 
 
-def stage_finetune(ctx: Context) -> dict:
-    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD;
-    the better of the assembled and the fine-tuned student on validation is saved (``kept``)."""
+def finetune_student(ctx: Context, student: torch.nn.Module, checkpoint: Path | None = None) -> dict:
+    """Phase 3's training of an assembled ``student`` (in place): end to end with the recipe's
+    ``finetune`` settings and KD from the teacher, then the better of the assembled and the
+    fine-tuned weights on validation is kept. ``checkpoint`` (saved every epoch) makes a killed run
+    resume. Returns both validation accuracies, which was ``kept``, the kept student's held-out
+    accuracy (:func:`held_out_accuracy`), its best epoch and the training history."""
     cfg = ctx.recipe.finetune
     if ctx.user_data is not None:
         check_split("train", ctx.train_loader(seed_offset=2), ctx.input_shape, labels=True)
-    selection = read_json(ctx.run.selection)
-    specs = _specs(ctx, selection["choices"])
-    student = assemble_student(ctx.teacher, ctx.slots, specs, _candidate_modules(ctx, specs))
     student.requires_grad_(True)
     assembled_acc = evaluate(student, ctx.eval_loader("val"))
     assembled_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
@@ -352,7 +354,7 @@ def stage_finetune(ctx: Context) -> dict:
         kd_alpha=cfg.kd_alpha,
         augment=ctx.augment(),
         desc="finetune",
-        checkpoint=ctx.run.student_dir / "train_state.pt",
+        checkpoint=checkpoint,
         seed=ctx.seed + 2,
     )
     kept, val_acc = "fine-tuned", result.best_val_accuracy
@@ -363,16 +365,25 @@ def stage_finetune(ctx: Context) -> dict:
             "fine-tuning lowered validation accuracy (%.2f %% -> %.2f %%); keeping the assembled student",
             assembled_acc, result.best_val_accuracy,
         )
-    accuracy = held_out_accuracy(ctx, student, val_acc)
-    metrics = {
+    return {
         "assembled_val_accuracy": assembled_acc,
         "finetuned_val_accuracy": result.best_val_accuracy,
         "kept": kept,
-        **accuracy,
+        **held_out_accuracy(ctx, student, val_acc),
         "best_epoch": result.best_epoch,
         "history": result.history,
     }
-    summary = {"assembled_val_accuracy": assembled_acc, **accuracy, "kept": kept}
+
+
+def stage_finetune(ctx: Context) -> dict:
+    """Phase 3: assemble the student from distilled weights and fine-tune it end to end with KD
+    (:func:`finetune_student`); the better of the assembled and the fine-tuned student on
+    validation is saved (``kept``)."""
+    selection = read_json(ctx.run.selection)
+    specs = _specs(ctx, selection["choices"])
+    student = assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
+    metrics = finetune_student(ctx, student, ctx.run.student_dir / "train_state.pt")
+    summary = {k: metrics[k] for k in ("assembled_val_accuracy", "val_accuracy", "test_accuracy", "kept") if k in metrics}
     if not is_main():
         return summary
     save_student(
