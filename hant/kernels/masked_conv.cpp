@@ -52,24 +52,30 @@ Origins origins(const int64_t* idx, int64_t kept, const Geometry& g) {
   return o;
 }
 
+// Calls fn(i, b, p) for each flat row r = r0 + i of rows r0..r1, where row r = b * kept + p
+// (batch item b, kept pixel p).
+template <typename F>
+void for_each_row(int64_t r0, int64_t r1, int64_t kept, const F& fn) {
+  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
+    for (int64_t r = a; r < z; ++r) fn(r - r0, r / kept, r % kept);
+  });
+}
+
 // Rows [r1 - r0, K] (K ordered ci, ky, kx: the weight's own order) for the flat (batch item,
 // kept pixel) rows r0..r1 (row r = b * kept + p) of an NCHW input.
 template <typename T>
 void gather_nchw(const T* in, const Origins& o, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* rows) {
   const int64_t K = g.cin * g.kh * g.kw;
-  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
-    for (int64_t r = a; r < z; ++r) {
-      const int64_t b = r / kept, p = r % kept;
-      T* dst = rows + (r - r0) * K;
-      for (int64_t ci = 0; ci < g.cin; ++ci) {
-        const T* plane = in + (b * g.cin + ci) * g.h * g.w;
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          const int64_t iy = o.y[p] + ky * g.dh;
-          const bool row_in = iy >= 0 && iy < g.h;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t ix = o.x[p] + kx * g.dw;
-            *dst++ = (row_in && ix >= 0 && ix < g.w) ? plane[iy * g.w + ix] : T(0);
-          }
+  for_each_row(r0, r1, kept, [&](int64_t i, int64_t b, int64_t p) {
+    T* dst = rows + i * K;
+    for (int64_t ci = 0; ci < g.cin; ++ci) {
+      const T* plane = in + (b * g.cin + ci) * g.h * g.w;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = o.y[p] + ky * g.dh;
+        const bool row_in = iy >= 0 && iy < g.h;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t ix = o.x[p] + kx * g.dw;
+          *dst++ = (row_in && ix >= 0 && ix < g.w) ? plane[iy * g.w + ix] : T(0);
         }
       }
     }
@@ -97,19 +103,16 @@ void scatter_nchw(const T* res, const int64_t* idx, int64_t kept, const Geometry
 template <typename T>
 void gather_nhwc(const T* in, const Origins& o, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* rows) {
   const int64_t K = g.kh * g.kw * g.cin;
-  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
-    for (int64_t r = a; r < z; ++r) {
-      const int64_t b = r / kept, p = r % kept;
-      T* dst = rows + (r - r0) * K;
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = o.y[p] + ky * g.dh;
-        for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.cin) {
-          const int64_t ix = o.x[p] + kx * g.dw;
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
-            std::memcpy(dst, in + ((b * g.h + iy) * g.w + ix) * g.cin, sizeof(T) * g.cin);
-          } else {
-            std::memset(dst, 0, sizeof(T) * g.cin);
-          }
+  for_each_row(r0, r1, kept, [&](int64_t i, int64_t b, int64_t p) {
+    T* dst = rows + i * K;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      const int64_t iy = o.y[p] + ky * g.dh;
+      for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.cin) {
+        const int64_t ix = o.x[p] + kx * g.dw;
+        if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
+          std::memcpy(dst, in + ((b * g.h + iy) * g.w + ix) * g.cin, sizeof(T) * g.cin);
+        } else {
+          std::memset(dst, 0, sizeof(T) * g.cin);
         }
       }
     }
@@ -119,10 +122,8 @@ void gather_nhwc(const T* in, const Origins& o, int64_t kept, const Geometry& g,
 template <typename T>
 void scatter_nhwc(const T* res, const int64_t* idx, int64_t kept, const Geometry& g, int64_t r0, int64_t r1, T* out) {
   const int64_t HW = g.oh * g.ow;
-  at::parallel_for(r0, r1, 1, [&](int64_t a, int64_t z) {
-    for (int64_t r = a; r < z; ++r) {
-      std::memcpy(out + ((r / kept) * HW + idx[r % kept]) * g.cout, res + (r - r0) * g.cout, sizeof(T) * g.cout);
-    }
+  for_each_row(r0, r1, kept, [&](int64_t i, int64_t b, int64_t p) {
+    std::memcpy(out + (b * HW + idx[p]) * g.cout, res + i * g.cout, sizeof(T) * g.cout);
   });
 }
 
