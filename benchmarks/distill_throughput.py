@@ -231,7 +231,7 @@ def main() -> None:
         loss.backward()
         job.optimizer.step()
 
-    phase, teacher_t, alone_sum, per_candidate = [], [], [], {j.spec.uid: [] for j in jobs}
+    phase, teacher_t, alone_sum, per_candidate = [], [], [], {(j.slot.name, j.spec.uid): [] for j in jobs}
     with ChunkTrainer(teacher, jobs, cfg, steps_per_epoch=10**6) as trainer, torch.no_grad():
         for r in range(args.warmup + args.steps):
             x, io = batches[r % len(batches)], captured[r % len(batches)]
@@ -247,7 +247,7 @@ def main() -> None:
                 teacher_t.append(t_teacher)
                 alone_sum.append(t_teacher + sum(t_jobs))
                 for job, t in zip(jobs, t_jobs):
-                    per_candidate[job.spec.uid].append(t)
+                    per_candidate[job.slot.name, job.spec.uid].append(t)
     failed = [j.spec.key for j in jobs if j.failed]
 
     # one whole epoch through the library's chunk loop: data loading, steps, epoch checkpoints

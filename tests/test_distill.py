@@ -357,3 +357,33 @@ def test_changed_training_settings_retrain_instead_of_reusing_stale_weights(tmp_
     assert calls == [], "chunking and the choice of score do not change trained weights"
     distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=1, lr=1e-2), tmp_path)
     assert calls, "weights trained with another learning rate were reused"
+
+
+def test_identical_slots_keep_their_own_trained_weights_and_scores(tmp_path):
+    """layer1.1 and layer1.2 have the same shapes, so their candidates share uids; each slot still
+    trains, stores and scores its own copy, against its own teacher block."""
+    import timm
+
+    from hant.distill.checkpoint import weights_path
+    from hant.io import load_tensors
+
+    train, val, x = _labelled_loaders()
+    torch.manual_seed(0)
+    teacher = timm.create_model("resnet18", num_classes=10, in_chans=1, channels=(8, 16, 32, 64), layers=(3, 1, 1, 1),
+                                replace_stem_pool=True).eval()
+    teacher = _calibrated(teacher, x)
+    slots = [s for s in discover_slots(teacher, torch.randn(2, 1, 32, 32)) if s.name in ("layer1.1", "layer1.2")]
+    zoo = build_zoo(teacher, slots, {"conv_bn_act": {"kernels": [1, 3]}})
+    first, second = slots
+    shared = [spec for spec in zoo[first.name] if spec.family == "conv_bn_act"
+              and spec.uid in {s.uid for s in zoo[second.name]}]
+    assert shared, "the test needs two slots whose candidates share a uid"
+    records = distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=1, lr=5e-3), tmp_path)
+    trained = [(slot, spec) for slot in slots for spec in zoo[slot.name] if spec.family == "conv_bn_act"]
+    assert len(list(tmp_path.glob("*.safetensors"))) == len(trained)
+    for slot in slots:
+        assert all(record.slot == slot.name for record in records[slot.name].values())
+    for spec in shared:
+        a, b = (load_tensors(weights_path(tmp_path, slot.name, spec)) for slot in slots)
+        assert any(not torch.equal(a[name], b[name]) for name in a)
+        assert records[first.name][spec.key].feature_loss != records[second.name][spec.key].feature_loss

@@ -7,6 +7,7 @@ for a resumed run to continue exactly as an uninterrupted one. Every file is wri
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,19 +20,29 @@ from ..ops_zoo import CandidateSpec
 _MODEL, _OPTIM, _META = "model.", "optim.", "meta."
 
 
-def weights_path(weights_dir: Path, spec: CandidateSpec) -> Path:
+def candidate_stem(slot: str, spec: CandidateSpec) -> str:
+    """The file name stem of ``spec`` trained for ``slot``.
+
+    A candidate's uid names its operation and shapes only, so structurally identical slots (two
+    blocks of one stage) share it; their trained weights differ, because each one learns its own
+    teacher block, so every per-candidate file is named by slot and uid together.
+    """
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', slot)}--{spec.uid}"
+
+
+def weights_path(weights_dir: Path, slot: str, spec: CandidateSpec) -> Path:
     """Where a finished candidate's weights live."""
-    return Path(weights_dir) / f"{spec.uid}.safetensors"
+    return Path(weights_dir) / f"{candidate_stem(slot, spec)}.safetensors"
 
 
-def record_path(weights_dir: Path, spec: CandidateSpec) -> Path:
+def record_path(weights_dir: Path, slot: str, spec: CandidateSpec) -> Path:
     """Where a finished candidate's record (status, training loss) lives."""
-    return Path(weights_dir) / f"{spec.uid}.json"
+    return Path(weights_dir) / f"{candidate_stem(slot, spec)}.json"
 
 
-def progress_path(weights_dir: Path, spec: CandidateSpec) -> Path:
+def progress_path(weights_dir: Path, slot: str, spec: CandidateSpec) -> Path:
     """Where an unfinished candidate's last epoch checkpoint lives."""
-    return Path(weights_dir) / "progress" / f"{spec.uid}.safetensors"
+    return Path(weights_dir) / "progress" / f"{candidate_stem(slot, spec)}.safetensors"
 
 
 @dataclass

@@ -82,11 +82,11 @@ def candidate_seed(seed: int, uid: str) -> int:
     return (seed * 1_000_003 + int(uid[:8], 16)) % (2**31)
 
 
-def build_trained_candidate(spec: CandidateSpec, teacher_block: nn.Module, weights_dir: Path) -> nn.Module:
-    """A candidate module with its distilled weights (keep and parameter-free families need none)."""
+def build_trained_candidate(slot: str, spec: CandidateSpec, teacher_block: nn.Module, weights_dir: Path) -> nn.Module:
+    """``spec`` with the weights phase 1 distilled for ``slot`` (keep and parameter-free families need none)."""
     module = build_candidate(spec, teacher_block)
     if get_family(spec.family).trainable:
-        load_file(module, weights_path(weights_dir, spec), "delete it and run the distill stage again")
+        load_file(module, weights_path(weights_dir, slot, spec), "delete it and run the distill stage again")
     return module
 
 
@@ -118,12 +118,12 @@ def _autocast(device: torch.device, cfg: DistillConfig) -> Callable[[], ContextM
     return None if dtype is None else (lambda: autocast(device, dtype))
 
 
-def _finished(weights_dir: Path, spec: CandidateSpec, key: str) -> bool:
-    path = record_path(weights_dir, spec)
+def _finished(weights_dir: Path, slot: str, spec: CandidateSpec, key: str) -> bool:
+    path = record_path(weights_dir, slot, spec)
     record = read_json(path) if path.is_file() else {}
     if not record or record.get("trained_with", key) != key:
         return False
-    return record.get("status") == "failed" or check_tensors(weights_path(weights_dir, spec)) is None
+    return record.get("status") == "failed" or check_tensors(weights_path(weights_dir, slot, spec)) is None
 
 
 def _built(spec: CandidateSpec, block: nn.Module, seed: int) -> nn.Module:
@@ -137,7 +137,7 @@ def _new_job(slot: Slot, spec: CandidateSpec, block: nn.Module, cfg: DistillConf
     """A freshly initialised candidate, or the one its epoch checkpoint holds."""
     module = _built(spec, block, seed).to(device)
     job = Job(slot, spec, module, make_optimizer(module, cfg))
-    path = progress_path(weights_dir, spec)
+    path = progress_path(weights_dir, slot.name, spec)
     state = load_progress(path, module, job.optimizer, key) if path.is_file() else None
     if state is not None:
         job.start_epoch, job.loss_sum, job.batches = state.epoch, state.loss_sum, state.batches
@@ -173,7 +173,7 @@ def train_chunk(
                     trainer.step(x, epoch * len(stream) + b)
                 for job in group:
                     if not job.failed:
-                        save_progress(progress_path(weights_dir, job.spec), job.module, job.optimizer,
+                        save_progress(progress_path(weights_dir, job.slot.name, job.spec), job.module, job.optimizer,
                                       Progress(epoch + 1, job.loss_sum, job.batches, key))
                 log_slot_losses(epoch, [(job.slot.name, job.epoch_loss) for job in group])
 
@@ -186,9 +186,9 @@ def _finish(jobs: Sequence[Job], weights_dir: Path, key: str) -> None:
             job.epoch_loss, error=job.failed,
         )
         if not job.failed:
-            save_tensors(weights_path(weights_dir, job.spec), job.module.state_dict())
-        write_json(record_path(weights_dir, job.spec), {**asdict(record), "trained_with": key})
-        progress_path(weights_dir, job.spec).unlink(missing_ok=True)
+            save_tensors(weights_path(weights_dir, job.slot.name, job.spec), job.module.state_dict())
+        write_json(record_path(weights_dir, job.slot.name, job.spec), {**asdict(record), "trained_with": key})
+        progress_path(weights_dir, job.slot.name, job.spec).unlink(missing_ok=True)
 
 
 def _train(
@@ -247,8 +247,8 @@ def _score(
     weights_dir: Path,
     device: torch.device,
     numerics: Numerics | None = None,
-) -> dict[str, Scores]:
-    """Scores of this rank's share of ``jobs`` (uid → scores), each candidate computed by ``numerics``
+) -> dict[tuple[str, str], Scores]:
+    """Scores of this rank's share of ``jobs`` ((slot, uid) → scores), each candidate computed by ``numerics``
     where given."""
     if not jobs:
         return {}
@@ -261,7 +261,7 @@ def _score(
     for start in progress(range(0, len(jobs), cfg.chunk_size), desc="score", unit="chunk"):
         chunk = []
         for slot, spec in jobs[start : start + cfg.chunk_size]:
-            module = build_trained_candidate(spec, blocks[slot.name], weights_dir).to(device)
+            module = build_trained_candidate(slot.name, spec, blocks[slot.name], weights_dir).to(device)
             chunk.append(Job(slot, spec, numerics(slot, module) if numerics is not None else module))
         scores.update(score_jobs(teacher, chunk, loader, cfg.loss, swap, device))
     return scores
@@ -286,7 +286,7 @@ def distill_zoo(
     ``key@name`` (uid ``uid@name``).
 
     Returns slot name → candidate key → record. Weights land in ``weights_dir`` as
-    ``<uid>.safetensors``; candidates finished there under the same settings are not trained
+    ``<slot>--<uid>.safetensors``; candidates finished there under the same settings are not trained
     again, and unfinished ones continue from their last epoch checkpoint. Training batches come
     from ``train_loader``'s dataset in an order set by ``seed`` and the epoch; ``augment`` may draw
     from torch's global RNG, which is seeded per batch. Under torch.distributed, each rank trains
@@ -305,10 +305,10 @@ def distill_zoo(
         (slot, spec)
         for slot in slots
         for spec in zoo[slot.name]
-        if spec.family != "keep" and get_family(spec.family).trainable and not _finished(weights_dir, spec, key)
+        if spec.family != "keep" and get_family(spec.family).trainable and not _finished(weights_dir, slot.name, spec, key)
     ]
     barrier()
-    mine = shard(todo, key=lambda item: item[1].uid)
+    mine = shard(todo, key=_job_key)
     if mine:
         stream = EpochStream(train_loader, seed, augment, device)
         _train(on_device, blocks, mine, stream, cfg, weights_dir, seed, device)
@@ -322,13 +322,13 @@ def distill_zoo(
                 records[slot.name][spec.key] = CandidateRecord(slot.name, spec.key, spec.uid, "exact", 0.0, 0.0)
                 continue
             if get_family(spec.family).trainable:
-                record = CandidateRecord.from_dict(read_json(record_path(weights_dir, spec)))
+                record = CandidateRecord.from_dict(read_json(record_path(weights_dir, slot.name, spec)))
             else:
                 record = CandidateRecord(slot.name, spec.key, spec.uid, "ok")
             records[slot.name][spec.key] = record
             if record.status != "failed":
                 to_score.append((slot, spec))
-    local = _score(on_device, slots, shard(to_score, key=lambda item: item[1].uid), blocks,
+    local = _score(on_device, slots, shard(to_score, key=_job_key), blocks,
                    val_loader, cfg, weights_dir, device)
     scores = dict(gather_all(sorted(local.items())))
     accuracy = teacher_accuracy(on_device, val_loader, device)
@@ -336,18 +336,24 @@ def distill_zoo(
         for record in records[slot.name].values():
             if record.status == "exact":
                 record.feature_loss, record.swap_kl, record.swap_accuracy = 0.0, 0.0, accuracy
-            elif record.uid in scores:
-                _apply(record, scores[record.uid], cfg)
+            elif (slot.name, record.uid) in scores:
+                _apply(record, scores[slot.name, record.uid], cfg)
     for name, fn in (numerics or {}).items():
         ok = [(slot, spec) for slot, spec in _all_jobs(slots, zoo) if records[slot.name][spec.key].status != "failed"]
-        local = _score(on_device, slots, shard(ok, key=lambda item: item[1].uid), blocks, val_loader, cfg,
+        local = _score(on_device, slots, shard(ok, key=_job_key), blocks, val_loader, cfg,
                        weights_dir, device, numerics=fn)
         varied = dict(gather_all(sorted(local.items())))
         for slot, spec in ok:
             record = CandidateRecord(slot.name, f"{spec.key}@{name}", f"{spec.uid}@{name}", "ok")
-            _apply(record, varied[spec.uid], cfg)
+            _apply(record, varied[slot.name, spec.uid], cfg)
             records[slot.name][record.key] = record
     return records
+
+
+def _job_key(job: tuple[Slot, CandidateSpec]) -> str:
+    """What shards a (slot, candidate) pair across ranks."""
+    slot, spec = job
+    return f"{slot.name}/{spec.uid}"
 
 
 def _all_jobs(slots: Sequence[Slot], zoo: Mapping[str, list[CandidateSpec]]) -> list[tuple[Slot, CandidateSpec]]:

@@ -58,9 +58,9 @@ def score_jobs(
     loss: str,
     swap: SwapIn | None,
     device: torch.device,
-) -> dict[str, Scores]:
-    """Scores of every job on ``loader``, keyed by candidate uid."""
-    sums = {j.spec.uid: [0.0, 0.0, 0, 0.0, 0] for j in jobs}
+) -> dict[tuple[str, str], Scores]:
+    """Scores of every job on ``loader``, keyed by (slot name, candidate uid)."""
+    sums = {(j.slot.name, j.spec.uid): [0.0, 0.0, 0, 0.0, 0] for j in jobs}
     samples = 0
     for job in jobs:
         job.module.eval()
@@ -73,7 +73,7 @@ def score_jobs(
             log_p = F.log_softmax(capture.logits.float(), dim=1)
             samples += y.numel()
             for job in jobs:
-                s = sums[job.spec.uid]
+                s = sums[job.slot.name, job.spec.uid]
                 x_in, target = io[job.slot.name]
                 out = job.module(x_in)
                 s[0] += (out - target).pow(2).sum().item()
@@ -88,10 +88,10 @@ def score_jobs(
                 s[4] += (logits.argmax(1) == y).sum().item()
     out_scores = {}
     for job in jobs:
-        err, energy, count, kl, correct = sums[job.spec.uid]
+        err, energy, count, kl, correct = sums[job.slot.name, job.spec.uid]
         feature = err / max(energy, 1e-12) if loss == "nmse" else err / max(count, 1)
         if swap is None or not swap.available[job.slot.name]:
-            out_scores[job.spec.uid] = Scores(feature)
+            out_scores[job.slot.name, job.spec.uid] = Scores(feature)
         else:
-            out_scores[job.spec.uid] = Scores(feature, kl / max(1, samples), 100.0 * correct / max(1, samples))
+            out_scores[job.slot.name, job.spec.uid] = Scores(feature, kl / max(1, samples), 100.0 * correct / max(1, samples))
     return out_scores

@@ -235,7 +235,7 @@ def trained_candidates(ctx: Context, choices: dict[str, CandidateSpec]) -> dict[
     choice is not ``keep``; what :func:`~hant.student.assemble_student` takes as trained modules."""
     teacher = ctx.teacher
     return {
-        s.name: build_trained_candidate(choices[s.name], get_submodule(teacher, s.path), ctx.run.candidate_weights)
+        s.name: build_trained_candidate(s.name, choices[s.name], get_submodule(teacher, s.path), ctx.run.candidate_weights)
         for s in ctx.slots
         if choices[s.name].family != "keep"
     }
