@@ -15,7 +15,12 @@ It profiles only what the students need (their candidates, the part outside the 
 calibration networks; the persistent cache makes a rerun fast), predicts each student from the
 table, then measures every student end to end, interleaved, for at least ``--min-time`` seconds
 (the calibration networks too). ``--backend`` and ``--dtype`` are passed to ``LatencyTarget`` by
-name. The last line
+name; a pair this machine cannot run is refused with the library's one-line error. int8 (ONNX Runtime,
+OpenVINO) is quantized on real images: the first ``--calibration-images`` training digits of
+:func:`hant.data.digits_images` at the input size in three channels (no ImageNet here; a latency does
+not depend on the scales), and every block on the model's own inputs to its slot on those images,
+as the pipeline's profile stage does; every student and the teacher calibrate on the same images.
+A summary line (model, backend, dtype, the headline errors) goes to stderr; the last line
 printed is a JSON object: ``within_5pct``, ``within_10pct`` and ``median_abs_err_pct`` of the
 calibrated prediction, the same for the uncorrected sum (``raw_*``) and for the prediction
 re-anchored to the machine's current speed (``anchored_*``: scaled by the teacher measured in the
@@ -24,7 +29,8 @@ leave-one-out error, ``profile_seconds``, the students' measured ratios to the t
 (``student_ratio_min``/``_median``/``_max``) and the setting.
 
     flock /tmp/hant-measure.lock .venv/bin/python benchmarks/latency_fidelity.py \\
-        --model efficientnet_b0 --batch-size 8 --students 30 [--backend onnxruntime] [--region search]
+        --model efficientnet_b0 --batch-size 8 --students 30 [--region search] \\
+        [--backend onnxruntime | --backend openvino --dtype int8]
 """
 from __future__ import annotations
 
@@ -41,12 +47,15 @@ from typing import Sequence
 
 import torch
 
-from hant.errors import InfeasibleBudgetError
+from hant.data import digits_images
+from hant.errors import HantError, InfeasibleBudgetError
 from hant.io import hash_obj
 from hant.latency import LatencyCache, LatencyTable, LatencyTarget, SlotOptions, measure, profile_network
 from hant.latency.network import CALIBRATION_NETWORKS, assemble
+from hant.latency.runtime import check_target
 from hant.models import create_model
 from hant.ops_zoo import build_zoo, default_families
+from hant.pipeline.calibration_data import needs_calibration, slot_inputs
 from hant.pipeline.profiling import slot_options
 from hant.progress import ProgressCounter, enable_progress
 from hant.search import CandidateCost, Problem, SlotChoices, solve
@@ -122,11 +131,18 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=0.0,
                    help="seconds the whole networks (the calibration's, then the students) are timed for at least, "
                         "so that their medians average the machine's slow wander instead of catching seconds of it")
+    p.add_argument("--calibration-images", type=int, default=None,
+                   help="int8: digit images given to the quantizer of every network and block (default: one batch, "
+                        "as many as a latency runner calibrates on)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     enable_progress(sys.stderr.isatty())
     torch.set_num_threads(args.threads)
-    target = LatencyTarget(backend=args.backend, dtype=args.dtype, batch_size=args.batch_size, threads=args.threads)
+    try:
+        target = LatencyTarget(backend=args.backend, dtype=args.dtype, batch_size=args.batch_size, threads=args.threads)
+        check_target(target)
+    except HantError as e:
+        raise SystemExit(f"latency_fidelity: error: {e}") from None
     load_before = os.getloadavg()
 
     torch.manual_seed(args.seed)
@@ -144,6 +160,11 @@ def main() -> None:
         students_from = offered_options(options, args.options_per_slot, rng)
         needed = {uid for s in students_from for uid, _ in s.options}
 
+    images, per_slot = None, None
+    if needs_calibration([args.dtype]):
+        images = digits_images(args.input_size, args.calibration_images or args.batch_size, channels=shape[0])
+        per_slot = slot_inputs(model, slots, torch.from_numpy(images))
+
     started = time.perf_counter()
     bar = ProgressCounter("profile", unit="entry")
     try:
@@ -153,7 +174,7 @@ def main() -> None:
             calibration_networks=args.calibration_networks, fast_calibration_networks=args.fast_calibration_networks,
             only=needed, seed=args.seed,
             on_progress=bar, rel_precision=args.rel_precision, time_budget_s=args.time_budget,
-            calibration_time_s=args.min_time,
+            calibration_time_s=args.min_time, calibration=images, slot_calibration=per_slot,
         )
     finally:
         bar.close()
@@ -162,6 +183,13 @@ def main() -> None:
     if args.region == "search":
         students, fractions = search_students(table, students_from, args.students, tuple(args.budgets),
                                               args.score_noise, rng)
+        if not students:
+            fastest = table.predict_ms(min((uid for uid, _ in s.options), key=table.latency_ms) for s in students_from)
+            raise SystemExit(
+                f"latency_fidelity: error: the search met no budget in {args.budgets[0]:g}-{args.budgets[1]:g} of the "
+                f"teacher ({table.extra['teacher_predicted_ms']:.3f} ms predicted): the fastest student offered is predicted "
+                f"at {fastest / table.extra['teacher_predicted_ms']:.2f} of it; raise --budgets or --options-per-slot"
+            )
 
     nets = [(f"student{i}", assemble(model, students_from, c), shape) for i, c in enumerate(students)]
     nets.append(("teacher", model, shape))  # the reference: how fast the machine is now against the table
@@ -169,7 +197,8 @@ def main() -> None:
     bar = ProgressCounter("students", unit="student")
     try:
         measured = measure(nets, target, rel_precision=args.rel_precision, time_budget_s=args.time_budget,
-                           min_time_s=args.min_time, on_round=bar)
+                           min_time_s=args.min_time, on_round=bar,
+                           calibration=None if images is None else {name: images for name, _, _ in nets})
     finally:
         bar.close()
     measure_seconds = time.perf_counter() - started
@@ -197,7 +226,7 @@ def main() -> None:
     result = {
         "model": args.model, "input_size": args.input_size, "batch_size": args.batch_size,
         "backend": args.backend, "dtype": args.dtype, "threads": args.threads, "region": args.region,
-        "students": len(students),
+        "students": len(students), "calibration_images": 0 if images is None else len(images),
         "within_5pct": share(errs, 5), "within_10pct": share(errs, 10),
         "median_abs_err_pct": round(statistics.median(abs(e) for e in errs), 3),
         "max_abs_err_pct": round(max(abs(e) for e in errs), 3),
@@ -223,6 +252,10 @@ def main() -> None:
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
+    print(f"{args.model} {args.input_size} px, batch {args.batch_size}, {args.backend} {args.dtype}, {args.region} region: "
+          f"{len(students)} students, within 10 % {result['within_10pct']:.2f}, within 5 % {result['within_5pct']:.2f}, "
+          f"median |error| {result['median_abs_err_pct']:.1f} %; profile {profile_seconds:.0f} s "
+          f"({len(table.entries)} entries), students {measure_seconds:.0f} s", file=sys.stderr)
     print(json.dumps(result))
 
 

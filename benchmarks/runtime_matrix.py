@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 
 from hant.config import recipe_from_dict
-from hant.data import digits_splits
+from hant.data import digits_images
 from hant.deploy import PrecisionPlan, deployed_module
 from hant.distill.trainer import evaluate
 from hant.errors import HantError
@@ -53,12 +52,8 @@ COLUMNS = [
     ("OpenVINO int8", "openvino", "int8"),
 ]
 MODELS = ("efficientnet_b0", "mobilenetv2_100", "resnet50")
-
-
-def digits_at(size: int, n: int = 64) -> np.ndarray:
-    """``n`` real digit images at ``size`` px in three channels."""
-    x = torch.stack([digits_splits(size).train[i][0] for i in range(n)])
-    return x.expand(-1, 3, -1, -1).contiguous().numpy()
+CALIBRATION_IMAGES = 64
+"""Digit images the int8 columns of the 224 px networks calibrate on."""
 
 
 def networks(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
@@ -75,7 +70,7 @@ def networks(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
         rows.append({"name": "demo student", "module": load_student(run.student_dir), "student_plan": plan, **common})
     else:
         notes.append(f"no demo run at {args.run} (run `make demo` first): its rows are skipped")
-    images = digits_at(args.input_size)
+    images = digits_images(args.input_size, CALIBRATION_IMAGES, channels=3)
     for name in args.models:
         torch.manual_seed(0)
         model = timm.create_model(name, num_classes=1000).eval()

@@ -156,6 +156,18 @@ def fashion_mnist_splits(
     )
 
 
+def digits_images(image_size: int, n: int, channels: int = 1) -> np.ndarray:
+    """The first ``n`` training images of :func:`digits_splits` at ``image_size`` px, standardised as
+    there, the one channel repeated into ``channels``: a float32 array ``[n, channels, size, size]`` of
+    real images, for calibrating the int8 quantization of networks made for other data where that data
+    is not at hand (a latency does not depend on the scales the images give)."""
+    if n < 1 or channels < 1:
+        raise ConfigError(f"digits_images needs at least one image and one channel, not n={n}, channels={channels}")
+    train = digits_splits(image_size).train
+    x = torch.stack([train[i][0] for i in range(min(n, len(train)))])
+    return x.expand(-1, channels, -1, -1).contiguous().numpy()
+
+
 def imagefolder_splits(root: str | Path, image_size: int, augment: bool) -> DataSplits:
     """Class directories under ``root/train``, ``root/val`` and, if present, ``root/test`` (else the
     validation split doubles as test), read by timm's dataset factory with timm's transforms

@@ -8,12 +8,15 @@ import torch
 from torch import nn
 
 from hant.config import recipe_from_dict
+from hant.data import digits_images, digits_splits
 from hant.deploy import PrecisionPlan, deploy_onnx, deployed_module, export_onnx, load_artifact, scope_prefix
 from hant.deploy.quantize import calibration_batches
 from hant.errors import ConfigError, DeployError, LatencyError
 from hant.export import export_student
 from hant.latency import LatencyTarget, SlotOptions, device_fingerprint, measure, profile_network
 from hant.latency.isa import native_bf16
+from hant.pipeline.calibration_data import slot_inputs
+from hant.slots import discover_slots
 
 FAST = dict(time_budget_s=2.0, min_reps=3, max_reps=20, warmup=1, min_sample_ms=0.5)
 
@@ -151,6 +154,32 @@ def test_a_deployed_module_scores_like_the_runtime_computes(tmp_path):
     with torch.no_grad():
         out, ref = q(inputs[:5]), model(inputs[:5])
     assert out.shape == ref.shape and 0 < (out - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+# -- calibration data ------------------------------------------------------------------------------
+
+
+def test_digit_calibration_images_are_the_training_digits_in_every_channel():
+    x = digits_images(12, 5, channels=3)
+    assert x.shape == (5, 3, 12, 12) and x.dtype == np.float32
+    train = digits_splits(12).train
+    for i in range(5):
+        for c in range(3):
+            assert np.array_equal(x[i, c], train[i][0][0].numpy())
+    with pytest.raises(ConfigError, match="at least one image"):
+        digits_images(12, 0)
+
+
+def test_slot_inputs_are_what_the_model_feeds_each_slot_batch_after_batch():
+    model, x = net(), torch.from_numpy(images(8))
+    slots = discover_slots(model, x[:2], patterns=["1", "2"])
+    captured = slot_inputs(model, slots, x, batch_size=3)  # batches of 3, 3 and 2
+    with torch.no_grad():
+        first = model[0](x)
+        expected = {"1": first, "2": model[1](first)}
+    assert set(captured) == {"1", "2"}
+    for path, want in expected.items():
+        assert captured[path].dtype == np.float32 and np.allclose(captured[path], want.numpy(), atol=1e-6)
 
 
 # -- whole networks and export ---------------------------------------------------------------------

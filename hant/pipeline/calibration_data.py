@@ -5,10 +5,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..deploy import CALIBRATION_SAMPLES, INT8
 from ..distill.capture import SlotCapture
+from ..slots import Slot
 from .context import Context
+
+CAPTURE_BATCH = 64
+"""Images per teacher forward pass while slot inputs are captured."""
 
 
 def run_precisions(ctx: Context) -> list[str]:
@@ -22,21 +27,28 @@ def needs_calibration(precisions: Sequence[str]) -> bool:
 
 
 @torch.no_grad()
+def slot_inputs(model: nn.Module, slots: Sequence[Slot], images: torch.Tensor,
+                batch_size: int = CAPTURE_BATCH) -> dict[str, np.ndarray]:
+    """Per slot path, ``model``'s input to that slot on ``images`` (``model`` in eval mode, ``batch_size``
+    images per forward pass), as float32 arrays with one row per image."""
+    per_slot: dict[str, list[torch.Tensor]] = {s.path: [] for s in slots}
+    with SlotCapture(model.eval(), slots) as capture:
+        for x in images.split(batch_size):
+            io = capture.run(x)
+            for slot in slots:
+                per_slot[slot.path].append(io[slot.name][0].float().clone())
+    return {path: torch.cat(xs).numpy() for path, xs in per_slot.items()}
+
+
+@torch.no_grad()
 def task_calibration(ctx: Context, samples: int = CALIBRATION_SAMPLES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Up to ``samples`` training images, and per slot path the teacher's input to that slot on them."""
-    teacher = ctx.teacher.eval()
     images: list[torch.Tensor] = []
-    per_slot: dict[str, list[torch.Tensor]] = {s.path: [] for s in ctx.slots}
     taken = 0
-    with SlotCapture(teacher, ctx.slots) as capture:
-        for x, _ in ctx.calibration_loader(min(samples, 64)):
-            x = x[: samples - taken]
-            io = capture.run(x)
-            images.append(x)
-            for slot in ctx.slots:
-                per_slot[slot.path].append(io[slot.name][0].float().clone())
-            taken += len(x)
-            if taken >= samples:
-                break
-    arrays = {path: torch.cat(xs).numpy() for path, xs in per_slot.items()}
-    return torch.cat(images).float().numpy(), arrays
+    for x, _ in ctx.calibration_loader(min(samples, CAPTURE_BATCH)):
+        images.append(x[: samples - taken])
+        taken += len(images[-1])
+        if taken >= samples:
+            break
+    batch = torch.cat(images)
+    return batch.float().numpy(), slot_inputs(ctx.teacher, ctx.slots, batch, min(samples, CAPTURE_BATCH))
