@@ -201,6 +201,7 @@ def test_profiling_with_a_per_slot_precision_measures_every_option_in_both_and_m
     assert {"keep1", "keep1@int8", "id1@int8", "keep2@int8", "cheap2@int8"} <= set(table.entries)
     assert table.extra["precisions"] == ["float32", "int8"]
     assert table.predict_ms(["keep1@int8", "keep2"]) > 0
+    assert set(table.extra["transitions_ms"]) == {"1@int8", "2@int8"}  # each slot's switch measured end to end
 
 
 def test_export_writes_what_the_target_runs_and_the_file_reproduces_the_network(tmp_path):

@@ -207,3 +207,31 @@ def test_torch_compile_measures_a_module():
     stats = measure([("conv", nn.Conv2d(8, 8, 3, padding=1), (8, 16, 16))], LatencyTarget(backend="torch_compile"), **FAST)
     assert stats["conv"].median_ms > 0
     assert device_fingerprint(LatencyTarget(backend="torch_compile"))["timer"] == "thread_cpu_time"
+
+
+def test_a_slot_switched_to_another_precision_is_charged_its_measured_transition():
+    from hant.latency.network import raw_prediction_ms, transition_costs, transition_precisions
+    from hant.latency.stats import LatencyStat
+
+    def stat(ms: float) -> LatencyStat:
+        return LatencyStat(ms, ms, ms, 8)
+
+    slots = [SlotOptions("a", (4, 8, 8), (4, 8, 8), (("ka", nn.Identity()), ("xa", nn.Identity()))),
+             SlotOptions("b", (4, 8, 8), (4, 8, 8), (("kb", nn.Identity()),))]
+    target = LatencyTarget(backend="openvino", dtype="int8")
+    table = LatencyTable(target, {}, {"ka": stat(1.0), "ka@float32": stat(2.5), "xa@float32": stat(0.5),
+                                      "kb": stat(1.0), "kb@float32": stat(2.0)}, {"block_scale": 0.5})
+    switched = transition_precisions(slots, ["int8", "float32"], "int8")
+    assert switched == [("float32", "int8"), ("int8", "float32")]
+    # teacher 6 ms; slot a in float32 measured 8.0 (its block alone +1.5), slot b 7.0 (+1.0)
+    table.extra["transitions_ms"] = transition_costs(table, slots, switched, [8.0, 7.0], 6.0)
+    assert table.extra["transitions_ms"] == pytest.approx({"a@float32": 0.5, "b@float32": 0.0})
+    assert table.transition_ms("a", "float32") == pytest.approx(0.25)  # scaled like a block
+    assert table.transition_ms("a", "int8") == 0.0 and table.transition_ms("c", "float32") == 0.0
+    assert table.slot_option_ms("a", "xa@float32", "float32") == pytest.approx(0.5 * 0.5 + 0.25)
+    table.extra["transitions_ms"]["a@float32"] = -2.0  # noise can make a measured difference negative
+    assert table.slot_option_ms("a", "xa@float32", "float32") == 0.0
+    table.extra["transitions_ms"]["a@float32"] = 0.5
+    # any option of slot a in float32 pays the slot's transition, not only the teacher block
+    assert raw_prediction_ms(table, slots, (1, 0), 3.0, ("float32", "int8")) == pytest.approx(3.0 + 0.5 + 0.5 + 1.0)
+    assert raw_prediction_ms(table, slots, (0, 0), 3.0) == pytest.approx(5.0)  # all in int8: no transition

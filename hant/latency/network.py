@@ -160,10 +160,40 @@ def network_plan(slots: Sequence[SlotOptions], precisions: Sequence[str], defaul
 
 def raw_prediction_ms(table: LatencyTable, slots: Sequence[SlotOptions], choice: Sequence[int], outside_ms: float,
                       precisions: Sequence[str] | None = None) -> float:
-    """Outside-slot part plus the chosen options' measured latencies, uncorrected."""
+    """Outside-slot part plus the chosen options' measured latencies and the measured transition cost of
+    every slot run outside the table's precision, uncorrected."""
     default = table.target.dtype
     precisions = precisions or [default] * len(slots)
-    return outside_ms + sum(table.measured_ms(option_uid(s, k, p, default)) for s, k, p in zip(slots, choice, precisions))
+    transitions = table.extra.get("transitions_ms", {})
+    return outside_ms + sum(
+        table.measured_ms(option_uid(s, k, p, default)) + (transitions.get(f"{s.path}@{p}", 0.0) if p != default else 0.0)
+        for s, k, p in zip(slots, choice, precisions)
+    )
+
+
+def transition_precisions(slots: Sequence[SlotOptions], precisions: Sequence[str], default: str) -> list[tuple[str, ...]]:
+    """Per slot and precision other than ``default``: the network's precisions with only that slot
+    switched (its teacher block kept), whose end-to-end latency gives the slot's transition cost."""
+    out = []
+    for i in range(len(slots)):
+        for p in precisions:
+            if p != default:
+                out.append(tuple(p if j == i else default for j in range(len(slots))))
+    return out
+
+
+def transition_costs(table: LatencyTable, slots: Sequence[SlotOptions], switched: Sequence[tuple[str, ...]],
+                     switched_ms: Sequence[float], teacher_ms: float) -> dict[str, float]:
+    """``slot_path@precision`` -> the measured network with only that slot switched, minus the teacher,
+    minus the teacher block's own difference between the two precisions in the table: what the block
+    timed alone does not show (quantize/dequantize at its borders, the neighbours' lost fusion)."""
+    default = table.target.dtype
+    out = {}
+    for ps, ms in zip(switched, switched_ms):
+        i, p = next((j, q) for j, q in enumerate(ps) if q != default)
+        block_delta = table.measured_ms(option_uid(slots[i], 0, p, default)) - table.measured_ms(option_uid(slots[i], 0, default, default))
+        out[f"{slots[i].path}@{p}"] = ms - teacher_ms - block_delta
+    return out
 
 
 def profile_network(
@@ -199,9 +229,14 @@ def profile_network(
     in each (table key ``uid@precision``, :func:`option_uid`), and the calibration variants mix them.
     ``calibration`` (real per-sample network inputs) and ``slot_calibration`` (slot path -> the teacher's
     real inputs of that slot) are what int8 quantization calibrates on.
+    With such precisions the teacher is also measured once per slot and precision with only that
+    slot switched, which gives each slot's transition cost (:func:`transition_costs`,
+    ``extra["transitions_ms"]``, :meth:`LatencyTable.transition_ms`): a float32 block between int8
+    neighbours costs a network more than the block timed alone (24 % over its prediction for the demo's
+    first mixed selection in OpenVINO), and a calibration line cannot tell which slots cause it.
     Returns the table and the number of cache hits. ``table.extra`` holds ``teacher_ms`` (``model``
-    measured), ``fixed_ms`` (the corrected outside-slot term), ``block_scale``, ``outside_raw_ms``
-    and ``calibration``.
+    measured), ``fixed_ms`` (the corrected outside-slot term), ``block_scale``, ``outside_raw_ms``,
+    ``calibration`` and ``transitions_ms``.
     """
     if not slots:
         raise LatencyError("the network has no slots to profile")
@@ -231,7 +266,7 @@ def profile_network(
                     plans[key] = PrecisionPlan(p)
                     if slot_calibration is not None and slot.path in slot_calibration:
                         samples[key] = slot_calibration[slot.path]
-    total = len(parts) + 1 + len(variants) + max(0, fast_calibration_networks)
+    total = len(parts) + 1 + len(variants) + max(0, fast_calibration_networks) + (len(all_precisions) - 1) * len(slots)
 
     def progress(offset: int) -> Callable[[int, int], None] | None:
         return None if on_progress is None else lambda done, _: on_progress(offset + done, total)
@@ -244,9 +279,11 @@ def profile_network(
     fast = fast_choices(slots, timed, max(0, fast_calibration_networks), seed)  # in the default precision
     variants += fast
     variant_precisions += [tuple(default for _ in slots)] * len(fast)
+    switched = transition_precisions(slots, all_precisions, default)
+    keep = tuple(0 for _ in slots)
     networks: list[tuple[str, ModuleOrFactory, tuple[int, ...]]] = [(base_uid, model, input_shape)]
     network_keys = [base_uid]
-    for v, ps in zip(variants, variant_precisions):
+    for v, ps in [*zip(variants, variant_precisions), *((keep, ps) for ps in switched)]:
         uid = network_uid(base_uid, slots, v, ps, default)
         networks.append((uid, lambda v=v: assemble(model, slots, v), input_shape))
         network_keys.append(uid)
@@ -260,10 +297,13 @@ def profile_network(
     hits += net_hits
 
     table = LatencyTable(target, device_fingerprint(target), dict(stats))
+    switched_keys = network_keys[1 + len(variants):]
+    table.extra["transitions_ms"] = transition_costs(
+        table, slots, switched, [stats[uid].median_ms for uid in switched_keys], stats[base_uid].median_ms
+    )
     outside_ms = stats[outside_uid].median_ms
-    keep = tuple(0 for _ in slots)
     uniform_default = tuple(default for _ in slots)
-    points = [(keep, uniform_default, base_uid), *zip(variants, variant_precisions, network_keys[1:])]
+    points = [(keep, uniform_default, base_uid), *zip(variants, variant_precisions, network_keys[1 : 1 + len(variants)])]
     predicted = [raw_prediction_ms(table, slots, v, outside_ms, ps) for v, ps, _ in points]
     measured = [stats[uid].median_ms for _, _, uid in points]
     cal = fit_calibration(predicted, measured)

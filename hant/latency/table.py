@@ -61,6 +61,20 @@ class LatencyTable:
         """
         return self.block_scale * self.measured_ms(uid)
 
+    def transition_ms(self, slot_path: str, precision: str) -> float:
+        """What running slot ``slot_path`` in ``precision`` costs the network beyond the block's own
+        difference in the table (the conversions to and from its neighbours' precision, the fusions
+        lost), times :attr:`block_scale`; 0 in the table's own precision or where it was not measured."""
+        if precision == self.target.dtype:
+            return 0.0
+        return self.block_scale * float(self.extra.get("transitions_ms", {}).get(f"{slot_path}@{precision}", 0.0))
+
+    def slot_option_ms(self, slot_path: str, uid: str, precision: str) -> float:
+        """What the search charges entry ``uid`` run in ``precision`` in slot ``slot_path``: its
+        :meth:`latency_ms` plus the slot's :meth:`transition_ms`, at least 0 (a transition measured as
+        a difference of two networks can come out below the block's own saving)."""
+        return max(0.0, self.latency_ms(uid) + self.transition_ms(slot_path, precision))
+
     def predict_ms(self, uids: Iterable[str]) -> float:
         """Predicted latency of the whole network whose slots hold these candidates: the correctly
         rounded sum (``math.fsum``) of ``extra["fixed_ms"]`` and their :meth:`latency_ms`, the same

@@ -209,7 +209,7 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Pr
                 rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
                 if rec is None or rec["status"] == "failed" or rec["score"] is None:
                     continue
-                latency = table.latency_ms(with_precision(spec.uid, precision, default))
+                latency = table.slot_option_ms(slot.path, with_precision(spec.uid, precision, default), precision)
                 costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, rec["score"]))
         slots.append(SlotChoices(slot.name, tuple(costs)))
     return Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
@@ -419,7 +419,7 @@ def _slot_rows(ctx: Context, table: LatencyTable, choices: dict[str, str]) -> li
                 "slot": slot.name,
                 "candidate": spec.key,
                 "precision": precision,
-                "latency_ms": table.latency_ms(with_precision(spec.uid, precision, default)),
+                "latency_ms": table.slot_option_ms(slot.path, with_precision(spec.uid, precision, default), precision),
                 "teacher_latency_ms": table.latency_ms(ctx.zoo[slot.name][0].uid),
                 "score": scores[slot.name][with_precision(spec.key, precision, "float32")]["score"],
             }
