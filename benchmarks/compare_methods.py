@@ -149,7 +149,7 @@ def compare(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int], 
                 "the target is int8: the teacher row is itself the teacher's int8 post-training quantization "
                 "(the target runtime's quantizer), the reference every budget is a fraction of"
                 if target.dtype == "int8" else f"the target runtime ({target.backend}) has no int8 here"),
-        "fairness": fairness_rules(recipe, seeds, bisect_iterations, runner.prune_target_recipe(recipe).target),
+        "fairness": fairness_rules(recipe, seeds, bisect_iterations),
         "timings_s": timings,
     })
     return result

@@ -10,7 +10,6 @@ from method_stats import mean_std, paired_bootstrap_gap
 
 from hant.config import Recipe
 from hant.deploy import CALIBRATION_SAMPLES
-from hant.latency import LatencyTarget
 
 REFERENCE = "hant"
 """The method every accuracy gap is taken to."""
@@ -62,10 +61,10 @@ def summarize(students: list[Student], stats: dict, correct: dict[str, np.ndarra
     return out
 
 
-def fairness_rules(recipe: Recipe, seeds: list[int], bisect_iterations: int, prune_target: LatencyTarget) -> list[str]:
+def fairness_rules(recipe: Recipe, seeds: list[int], bisect_iterations: int) -> list[str]:
     """The rules every method ran under, in words with this recipe's numbers (written into the JSON)."""
     f, d, p, s = recipe.finetune, recipe.distill, recipe.prune, recipe.search
-    rules = [
+    return [
         f"One teacher ({recipe.teacher.model}) made once by the recipe and shared by every method and seed; the same data "
         f"splits ({recipe.data.dataset}, {recipe.data.image_size} px); accuracy on the test split, which no method selects on.",
         f"Every student is fine-tuned by the same schedule: {f.epochs} epochs, {f.optimizer}, lr {f.lr:g}, weight decay "
@@ -87,11 +86,6 @@ def fairness_rules(recipe: Recipe, seeds: list[int], bisect_iterations: int, pru
         f"Seeds {seeds}: each varies distillation, pruning and fine-tuning randomness (batch order, augmentation, "
         "initialisation); gaps to hant are seed-averaged accuracies, with a paired bootstrap over test images.",
     ]
-    if prune_target != recipe.target:
-        rules.append(f"hant prune (halp, splamp) cannot yet calibrate int8 in its width table, so it prunes to the budget "
-                     f"as measured on {prune_target.describe()}; its students are measured and evaluated in int8 like all "
-                     "others, and any that miss the int8 budget are flagged.")
-    return rules
 
 
 def table_lines(r: dict) -> list[str]:

@@ -14,7 +14,6 @@ pruning and fine-tuning; the teacher, data splits and latency table are shared.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,30 +89,18 @@ def hant_students(recipe: Recipe, work: Path, budgets: list[float], seeds: list[
     return out
 
 
-def prune_target_recipe(recipe: Recipe) -> Recipe:
-    """The recipe ``hant prune`` runs with: its width lookup table and fitting rounds measure without
-    int8 calibration, so on an int8 target they run on the same runtime in float32 (the students are
-    still measured and evaluated in int8 beside every other)."""
-    if recipe.target.dtype != "int8":
-        return recipe
-    r = copy.deepcopy(recipe)
-    r.target = dataclasses.replace(r.target, dtype="float32")
-    return r
-
-
 def pruner_students(recipe: Recipe, work: Path, methods: list[str], budgets: list[float], seeds: list[int],
                     teacher_run: RunDir) -> list[Student]:
     """HALP and SP-LAMP as ``hant prune`` runs them, at every budget and seed, on the shared teacher."""
-    r = prune_target_recipe(recipe)
     plan = PrecisionPlan(recipe.target.dtype)
     out = []
     for seed in seeds:
-        rows = run_prune_series(r, seed_root(work, "prune", seed), methods, budgets, teacher_run=teacher_run, seed=seed)
+        rows = run_prune_series(recipe, seed_root(work, "prune", seed), methods, budgets, teacher_run=teacher_run, seed=seed)
         for row in rows:
             p = row["prune"]
             out.append(Student(row["method"], row["budget"], seed, load_student(Path(row["run_dir"]) / "student"), plan,
                                row["predicted_latency_ms"],
-                               {"run_dir": row["run_dir"], "predicted_on": r.target.describe(), "fit_rounds": p["fit_rounds"],
+                               {"run_dir": row["run_dir"], "predicted_on": recipe.target.describe(), "fit_rounds": p["fit_rounds"],
                                 "report_within_budget": row["within_budget"]}))
     return out
 

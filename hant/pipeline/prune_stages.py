@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
 from ..distill.trainer import evaluate, train_classifier, train_device
@@ -23,12 +24,21 @@ from ..pruning.save import load_pruned, save_pruned
 from ..pruning.space import PruneSpace, removed_importance
 from ..student import load_student
 from . import outputs
+from .calibration_data import needs_calibration, task_calibration
 from .context import Context
 from .report import write_report
 from .runner import STAGES, Stage
 from .stages import held_out_accuracy
 
 __all__ = ["PRUNE_STAGES"]
+
+
+def _calibration(ctx: Context) -> np.ndarray | None:
+    """On an int8 target, the task's training images every timed network is quantized on, as the
+    profile stage of ``hant run`` quantizes its own: the first batch of them (a timed network
+    calibrates on one batch); None on a floating-point target."""
+    target = ctx.recipe.target
+    return task_calibration(ctx, samples=target.batch_size)[0] if needs_calibration([target.dtype]) else None
 
 
 def _space(ctx: Context) -> PruneSpace:
@@ -38,7 +48,7 @@ def _space(ctx: Context) -> PruneSpace:
 
 def stage_prune_profile(ctx: Context) -> dict:
     """Trace the teacher's coupled channel groups and measure every width the program may pick."""
-    space = build_space(ctx.recipe, ctx.teacher, ctx.slots, ctx.input_shape)
+    space = build_space(ctx.recipe, ctx.teacher, ctx.slots, ctx.input_shape, calibration=_calibration(ctx))
     write_json(ctx.run.prune_latency, {
         "teacher_ms": space.teacher_ms,
         "predicted_teacher_ms": space.predicted_teacher_ms,
@@ -61,7 +71,8 @@ def stage_prune(ctx: Context) -> dict:
     fraction = _budget_fraction(ctx, space)
     torch.manual_seed(ctx.seed)
     result = prune_to_budget(ctx.recipe, ctx.teacher, space, fraction, ctx.input_shape,
-                             ctx.train_loader(seed_offset=3), ctx.augment(), device=train_device())
+                             ctx.train_loader(seed_offset=3), ctx.augment(), device=train_device(),
+                             calibration=_calibration(ctx))
     last = result.fit_rounds[-1]
     record = {
         "method": ctx.recipe.prune.method,
@@ -124,7 +135,9 @@ def stage_prune_report(ctx: Context) -> dict:
     student = load_student(ctx.run.student_dir, allow_plugins=ctx.allow_plugins)
     teacher, target = ctx.teacher, ctx.recipe.target
     timing = {"rel_precision": min(0.01, ctx.recipe.profile.rel_precision), "time_budget_s": ctx.recipe.profile.time_budget_s}
-    measured = measure([("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)], target, **timing)
+    images = _calibration(ctx)
+    measured = measure([("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)], target,
+                       calibration=None if images is None else {"teacher": images, "student": images}, **timing)
     test = ctx.eval_loader("test")
     teacher_acc, student_acc = evaluate(teacher, test), evaluate(student, test)
     split = ctx.test_split

@@ -8,11 +8,14 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..config import PruneMethod, Recipe
-from ..errors import ConfigError
+from ..deploy import INT8
+from ..errors import ConfigError, DeployError
+from ..latency import LatencyTarget
 from ..slots import Slot
 from .groups import check_prunable, trace_groups
 from .halp import HalpSchedule, halp_prune
@@ -22,7 +25,7 @@ from .splamp import splamp_counts
 from .state import PruningState
 from .verify import fit_to_fraction
 
-__all__ = ["METHODS", "PruneResult", "build_space", "prune_to_budget"]
+__all__ = ["METHODS", "PruneResult", "build_space", "check_calibration", "prune_to_budget"]
 
 METHODS = typing.get_args(PruneMethod)
 
@@ -40,12 +43,23 @@ class PruneResult:
     """The importance the widths were chosen by (group -> per-channel scores)."""
 
 
+def check_calibration(target: LatencyTarget, calibration: np.ndarray | None) -> None:
+    """A DeployError when ``target`` is int8 and there are no task inputs to quantize its networks on."""
+    if target.dtype == INT8 and (calibration is None or len(calibration) == 0):
+        raise DeployError(
+            f"pruning for {target.describe()} times every network quantized to int8 on the task's own inputs and got "
+            "no calibration data; pass calibration (training images), or choose a floating-point dtype"
+        )
+
+
 def build_space(
     recipe: Recipe, teacher: nn.Module, slots: list[Slot], input_shape: tuple[int, ...],
     latency_ms: Mapping[str, float] | None = None, teacher_ms: float | None = None,
+    calibration: np.ndarray | None = None,
 ) -> PruneSpace:
     """The teacher's pruning space; its lookup table from ``latency_ms`` (uid -> ms, with the measured
-    ``teacher_ms``) or else measured on the recipe's target (shared cache first)."""
+    ``teacher_ms``) or else measured on the recipe's target (shared cache first), int8 entries
+    quantized on ``calibration`` (the task's per-sample network inputs)."""
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
     graph = trace_groups(teacher, example, [s.path for s in slots])
     check_prunable(graph, recipe.teacher.model)
@@ -53,7 +67,8 @@ def build_space(
     if latency_ms is not None:
         space.set_latencies(teacher, latency_ms, float(teacher_ms))
     else:
-        space.measure(teacher, input_shape, recipe.target, rel_precision=recipe.profile.rel_precision,
+        check_calibration(recipe.target, calibration)
+        space.measure(teacher, input_shape, recipe.target, calibration, rel_precision=recipe.profile.rel_precision,
                       time_budget_s=recipe.profile.time_budget_s)
     return space
 
@@ -67,13 +82,16 @@ def prune_to_budget(
     train_loader=None,
     augment=None,
     device: torch.device | str = "cpu",
+    calibration: np.ndarray | None = None,
 ) -> PruneResult:
     """Prune ``teacher`` to ``fraction`` of its latency by ``recipe.prune.method``; the network is
-    measured beside the teacher and the budget tightened until it fits (``search.verify_rounds``,
-    ``search.margin``). HALP trains on ``device`` with batches from ``train_loader``."""
+    measured beside the teacher (both quantized on ``calibration`` on an int8 target) and the budget
+    tightened until it fits (``search.verify_rounds``, ``search.margin``). HALP trains on ``device``
+    with batches from ``train_loader``."""
     cfg = recipe.prune
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown prune.method {cfg.method!r}; choose one of {list(METHODS)}")
+    check_calibration(recipe.target, calibration)
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(recipe.seed))
     paths = [s.path for s in space.slots]
     names = list(space.full_counts())
@@ -82,7 +100,7 @@ def prune_to_budget(
     def fit(build):
         result = fit_to_fraction(
             build, teacher, input_shape, recipe.target, fraction, space.predicted_teacher_ms,
-            margin=recipe.search.margin, rounds=recipe.search.verify_rounds,
+            margin=recipe.search.margin, rounds=recipe.search.verify_rounds, calibration=calibration,
             rel_precision=recipe.profile.rel_precision, time_budget_s=recipe.profile.time_budget_s,
         )
         rounds.extend(result.rounds)

@@ -11,6 +11,9 @@ network cut to the widths of the streams that reach it, its slots replaced by st
 ``hant.latency.network.outside_slots`` does for ``hant run``), one entry per combination of those
 stream widths; the outside part is one more slot of the program, linked to its streams. Scores are the
 importance each choice removes.
+
+On an int8 target every entry is timed as it deploys: exported, quantized by the target runtime on
+the task's own inputs to it (:meth:`PruneSpace.calibration`), compiled.
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..distill.capture import SlotCapture
 from ..latency import LatencyCache, LatencyTarget, SlotOptions, profile
 from ..latency.network import outside_slots
 from ..ops_zoo.pruning import pruned_width
@@ -138,6 +143,9 @@ class PruneSpace:
         widths = ",".join(f"{counts[g]}" for g in sorted(counts))
         return f"prune-block:{block_hash}:{slot.path}:{widths}"
 
+    def teacher_uid(self, teacher_hash: str) -> str:
+        return f"prune-teacher:{teacher_hash}"
+
     def outside_uid(self, teacher_hash: str, counts: Mapping[str, int]) -> str:
         widths = ",".join(f"{g}={counts[g]}" for g in sorted(counts))
         return f"prune-outside:{teacher_hash}:{widths}"
@@ -158,7 +166,7 @@ class PruneSpace:
         every slot candidate, and the outside part at every width of its streams."""
         target = target or LatencyTarget()
         teacher_hash = structure_hash(teacher)
-        entries = [(f"prune-teacher:{teacher_hash}", teacher, tuple(input_shape))]
+        entries = [(self.teacher_uid(teacher_hash), teacher, tuple(input_shape))]
         for slot in self.slots:
             for counts in self.slot_candidates(slot):
                 entries.append(self._slot_entry(teacher, slot, counts))
@@ -167,15 +175,46 @@ class PruneSpace:
             entries.append((self.outside_uid(teacher_hash, counts), factory, tuple(input_shape)))
         return entries
 
+    @torch.no_grad()
+    def slot_input(self, teacher: nn.Module, images: np.ndarray, slot: Slot, counts: Mapping[str, int]) -> np.ndarray:
+        """The input of ``slot`` on ``images`` in the teacher cut to the widths ``counts`` gives the
+        groups at the slot's input (every other group whole): what that block is fed when deployed."""
+        at = {g: counts[g] for g in self.graph.slot_inputs.get(slot.path, ()) if g in counts}
+        net = pruned_copy(teacher, self.graph.groups, first_channels(at)).eval()
+        with SlotCapture(net, [slot]) as capture:
+            return capture.run(torch.from_numpy(images))[slot.name][0].float().numpy()
+
+    def calibration(self, teacher: nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Entry uid -> the real per-sample inputs its int8 quantization calibrates on: ``images`` (the
+        task's network inputs) for the teacher and the outside part, and for each slot candidate its
+        input in the network cut to the candidate's widths (:meth:`slot_input`)."""
+        teacher_hash = structure_hash(teacher)
+        out = {self.teacher_uid(teacher_hash): images}
+        out.update({self.outside_uid(teacher_hash, counts): images for counts in self.outside_candidates()})
+        for slot in self.slots:
+            block_hash = structure_hash(teacher.get_submodule(slot.path))
+            inputs: dict[tuple, np.ndarray] = {}  # a slot's input depends on the widths at its input only
+            for counts in self.slot_candidates(slot):
+                key = tuple(counts.get(g) for g in self.graph.slot_inputs.get(slot.path, ()))
+                if key not in inputs:
+                    inputs[key] = self.slot_input(teacher, images, slot, counts)
+                out[self.slot_uid(slot, block_hash, counts)] = inputs[key]
+        return out
+
     def set_latencies(self, teacher: nn.Module, latency_ms: Mapping[str, float], teacher_ms: float) -> None:
         """Fill the lookup table from entry uid → ms (from :meth:`measure`, or a model of latency)."""
         self.latency.update(latency_ms)
         self.teacher_ms = teacher_ms
         self._teacher = teacher
 
-    def measure(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget, **kwargs) -> None:
-        """Measure every entry on ``target`` (the shared latency cache first) into the lookup table."""
+    def measure(self, teacher: nn.Module, input_shape: tuple[int, ...], target: LatencyTarget,
+                calibration: np.ndarray | None = None, **kwargs) -> None:
+        """Measure every entry on ``target`` (the shared latency cache first) into the lookup table;
+        ``calibration`` (the task's per-sample network inputs) is what int8 entries are quantized on,
+        required on an int8 target."""
         entries = self.entries(teacher, input_shape, target)
+        if calibration is not None:
+            kwargs["calibration"] = self.calibration(teacher, calibration)
         stats, _ = profile(entries, target, LatencyCache(), **kwargs)
         self.set_latencies(teacher, {uid: s.median_ms for uid, s in stats.items()}, stats[entries[0][0]].median_ms)
 

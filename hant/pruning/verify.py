@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from torch import nn
 
 from ..latency import LatencyTarget
@@ -23,12 +24,16 @@ def fit_to_fraction(
     *,
     margin: float = 0.03,
     rounds: int = 4,
+    calibration: np.ndarray | None = None,
     **measure_kwargs,
 ) -> MeasuredFit[nn.Module]:
     """Build at ``fraction`` of the predicted teacher latency; while the measured student exceeds
     ``fraction`` of the teacher measured beside it (less ``margin``), scale the budget down by the
     excess and build again. When the budget falls below the fastest network the widths allow, that
-    network is the last round (and may stay over: the rounds record it)."""
+    network is the last round (and may stay over: the rounds record it). ``calibration`` (the task's
+    per-sample network inputs) is what teacher and student are quantized on, required on an int8 target."""
+    if calibration is not None:
+        measure_kwargs["calibration"] = {"teacher": calibration, "student": calibration}
 
     def build_network(budget: float) -> tuple[nn.Module, nn.Module]:
         model = build(budget)
