@@ -92,8 +92,9 @@ def compare(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int], 
     """Every method's students, one interleaved measurement, deployed per-image accuracy, statistics."""
     timings: dict[str, float] = {}
     absent: dict[str, str] = {}
+    unreachable: dict[str, str] = {}
     t = time.perf_counter()
-    students = runner.hant_students(recipe, work, budgets, seeds)
+    students = runner.hant_students(recipe, work, budgets, seeds, unreachable)
     timings["hant_s"] = time.perf_counter() - t
     first = RunDir(runner.seed_root(work, "hant", seeds[0]))
     ctx = Context(recipe, first)
@@ -144,7 +145,7 @@ def compare(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int], 
     result.update({
         "recipe": recipe.name, "teacher_model": recipe.teacher.model, "target": target.to_dict(),
         "target_described": target.describe(), "budgets": budgets, "seeds": seeds,
-        "test_images": int(len(correct["teacher"])), "absent": absent,
+        "test_images": int(len(correct["teacher"])), "absent": absent, "unreachable": unreachable,
         "ptq": ("teacher_int8: the teacher's int8 post-training quantization by the target runtime" if ptq else
                 "the target is int8: the teacher row is itself the teacher's int8 post-training quantization "
                 "(the target runtime's quantizer), the reference every budget is a fraction of"

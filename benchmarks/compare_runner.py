@@ -71,9 +71,11 @@ def seed_root(work: Path, method: str, seed: int) -> Path:
     return work / method / f"seed-{seed}"
 
 
-def hant_students(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int]) -> list[Student]:
+def hant_students(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int],
+                  unreachable: dict[str, str]) -> list[Student]:
     """Full HANT at every budget and seed: the first seed's run trains the teacher and profiles the
-    zoo; the others link those and distill, search and fine-tune with their own seed."""
+    zoo; the others link those and distill, search and fine-tune with their own seed. A budget the
+    zoo cannot reach goes into ``unreachable`` (``hant@<budget>#<seed>`` → why) instead."""
     out = []
     first = RunDir(seed_root(work, "hant", seeds[0]))
     for seed in seeds:
@@ -82,6 +84,9 @@ def hant_students(recipe: Recipe, work: Path, budgets: list[float], seeds: list[
             share_upstream(first, RunDir(root), ("teacher", "slots", "zoo", "profile"),
                            (first.teacher_dir, first.slots, first.zoo, first.latency))
         for row in run_budget_series(recipe, root, budgets, seed=seed):
+            if "infeasible" in row:
+                unreachable[f"hant@{row['budget']:g}#{seed}"] = row["infeasible"]
+                continue
             student_dir = Path(row["run_dir"]) / "student"
             _, plan = student_deployment(student_dir)
             out.append(Student("hant", row["budget"], seed, load_student(student_dir), plan, row["predicted_latency_ms"],
@@ -91,7 +96,8 @@ def hant_students(recipe: Recipe, work: Path, budgets: list[float], seeds: list[
 
 def pruner_students(recipe: Recipe, work: Path, methods: list[str], budgets: list[float], seeds: list[int],
                     teacher_run: RunDir) -> list[Student]:
-    """HALP and SP-LAMP as ``hant prune`` runs them, at every budget and seed, on the shared teacher."""
+    """HALP and SP-LAMP as ``hant prune`` runs them, at every budget and seed, on the shared teacher
+    (below the narrowest network, that network: over budget, and listed so)."""
     plan = PrecisionPlan(recipe.target.dtype)
     out = []
     for seed in seeds:

@@ -31,6 +31,21 @@ def test_budget_series_trains_the_teacher_once(tmp_path, capsys):
     assert (tmp_path / "s" / "sweep.png").is_file()
 
 
+def test_an_unreachable_budget_is_a_row_and_the_others_still_run(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe()))
+    run_dir = tmp_path / "s"
+    assert main(["sweep", str(recipe), "--budgets", "0.01,0.95", "--run-dir", str(run_dir), "--wandb", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "unreachable: no selection fits the budget" in out and out.count("[finetune] done") == 1
+    low, high = json.loads((run_dir / "sweep.json").read_text())
+    assert low["budget"] == 0.01 and low["min_latency_ms"] > low["budget_ms"] > 0 and "accuracy" not in low
+    assert high["budget"] == 0.95 and Path(high["run_dir"], "student", "weights.safetensors").is_file()
+    # only unreachable budgets: the sweep fails, saying so (the shared stages are current by now)
+    assert main(["sweep", str(recipe), "--budgets", "0.01", "--run-dir", str(run_dir), "--wandb", "off"]) == 1
+    assert "no budget was reachable" in capsys.readouterr().err
+
+
 def test_bad_budget_list_is_a_clear_error(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe()))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..config import Recipe, load_recipe
@@ -35,11 +36,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print()
     print(f"{'budget':>8} {'accuracy':>9} {'latency ms':>11} {'predicted':>10}  within")
     for r in rows:
+        if "infeasible" in r:
+            print(f"{r['budget']:>8g}  unreachable: {r['infeasible']}")
+            continue
         print(
             f"{r['budget']:>8g} {r['accuracy']:>8.2f}% {r['latency_ms']:>11.3f} {r['predicted_latency_ms']:>10.3f}  "
             f"{'yes' if r['within_budget'] else 'NO'}"
         )
-    print(f"teacher: {rows[0]['teacher_accuracy']:.2f}% at {rows[0]['teacher_latency_ms']:.3f} ms; "
+    reached = [r for r in rows if "infeasible" not in r]
+    if not reached:
+        print(f"no budget was reachable; {root / 'sweep.json'}", file=sys.stderr)
+        return 1
+    print(f"teacher: {reached[0]['teacher_accuracy']:.2f}% at {reached[0]['teacher_latency_ms']:.3f} ms; "
           f"{root / 'sweep.json'}, {root / 'sweep.png'}")
     return 0
 

@@ -2,7 +2,9 @@
 
 Teacher, slots, zoo, profile and distill run in the base run directory; each budget gets a
 subdirectory ``budget-<fraction>`` whose upstream files link to the base's, so its search,
-fine-tune and report run alone. The students are then plotted together.
+fine-tune and report run alone. The students are then plotted together. A budget that no
+selection reaches is a row saying so (``infeasible``, with the smallest achievable latency); the
+other budgets still run.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Recipe
+from ..errors import InfeasibleBudgetError
 from ..io import read_json, write_json
 from ..plots import plot_pareto
 from ..tracking import Tracker
@@ -46,6 +49,12 @@ def share_upstream(base: RunDir, sub: RunDir, stages: tuple[str, ...] = SHARED_S
         shutil.copyfile(record, target)
 
 
+def _infeasible_row(budget: float, run: RunDir, error: InfeasibleBudgetError) -> dict:
+    """The row of a budget fraction that no selection reaches: why, and the smallest latency reachable."""
+    return {"budget": budget, "run_dir": str(run.root), "infeasible": str(error),
+            "budget_ms": error.budget_ms, "min_latency_ms": error.min_latency_ms}
+
+
 def run_budget_series(
     recipe: Recipe,
     root: Path,
@@ -72,6 +81,9 @@ def run_budget_series(
         tracker = make_tracker(r, sub) if make_tracker else None
         try:
             run_stages(Context(r, sub, allow_plugins=allow_plugins, seed=seed), "report", on_event=on_event, tracker=tracker)
+        except InfeasibleBudgetError as e:
+            rows.append(_infeasible_row(budget, sub, e))
+            continue
         finally:
             if tracker is not None:
                 tracker.finish()
@@ -92,5 +104,6 @@ def run_budget_series(
         pts = report_points(report, label=f"{budget:g}x")
         points += pts[1:] if points else pts
     write_json(base.root / "sweep.json", rows)
-    plot_pareto(points, base.root / "sweep.png", f"{recipe.name}: students at {len(budgets)} budgets")
+    if points:
+        plot_pareto(points, base.root / "sweep.png", f"{recipe.name}: students at {len(budgets)} budgets")
     return rows
