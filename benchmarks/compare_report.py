@@ -112,7 +112,7 @@ def table_lines(r: dict) -> list[str]:
                          f"{'yes' if c['all_within_budget'] else 'NO'}")
     for name, reason in r["absent"].items():
         lines.append(f"{name} absent: {reason}")
-    for name, reason in r.get("unreachable", {}).items():
+    for name, reason in r["unreachable"].items():
         lines.append(f"{name} unreachable: {reason}")
     lines += [f"OVER BUDGET: {v}" for v in r["violations"]]
     return lines

@@ -105,5 +105,5 @@ def run_budget_series(
         points += pts[1:] if points else pts
     write_json(base.root / "sweep.json", rows)
     if points:
-        plot_pareto(points, base.root / "sweep.png", f"{recipe.name}: students at {len(budgets)} budgets")
+        plot_pareto(points, base.root / "sweep.png", f"{recipe.name}: students at {len(points) - 1} budgets")
     return rows
