@@ -134,6 +134,37 @@ def test_int8_is_close_to_float_and_quantizes_only_the_planned_slot(backend, tmp
     assert np.allclose(reloaded, got, atol=1e-5)
 
 
+def test_openvino_reads_onnx_as_its_converter_does_and_nncf_quantizes_the_same_nodes(tmp_path):
+    import nncf
+    import openvino as ov
+
+    from hant.deploy.runtimes import read_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(  # SiLU and a squeeze-excite gate: graphs the converter's passes fuse
+        nn.Conv2d(3, 16, 3, padding=1), nn.SiLU(),
+        timm_se(16), nn.Conv2d(16, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()
+    x = images(8)
+    path = export_onnx(model, torch.from_numpy(x[:1]), tmp_path / "m.onnx")
+    core = ov.Core()
+    fast, converted = read_onnx(ov, core, path), ov.convert_model(str(path))
+    assert sorted(op.get_type_name() for op in fast.get_ops()) == sorted(op.get_type_name() for op in converted.get_ops())
+    assert "Swish" in {op.get_type_name() for op in fast.get_ops()}  # the fusion ran (the bare read has Sigmoid·Mul)
+    data = nncf.Dataset([x[i : i + 1] for i in range(8)])
+    quantized = [nncf.quantize(m, data, subset_size=8) for m in (fast, converted)]
+    fq = [sorted(op.get_friendly_name() for op in q.get_ops() if op.get_type_name() == "FakeQuantize") for q in quantized]
+    assert fq[0] == fq[1] and fq[0]
+    outs = [core.compile_model(q, "CPU")({0: x[:1]})[0] for q in quantized]
+    assert np.array_equal(outs[0], outs[1])
+
+
+def timm_se(channels: int) -> nn.Module:
+    from timm.layers import SqueezeExcite
+
+    return SqueezeExcite(channels, rd_ratio=0.25)
+
+
 def test_int8_latency_is_measured_on_the_quantized_network(tmp_path):
     model, x = net(), images()
     target = LatencyTarget(backend="openvino", batch_size=4)
