@@ -202,7 +202,7 @@ class ProfileConfig:
     rel_precision: float = positive(0.02)
     """Stop once each median is known to this relative precision (95% confidence)."""
     time_budget_s: float = positive(60.0)
-    """Cap on the seconds spent measuring one batch of candidates."""
+    """Seconds of timed rounds for one batch of candidates (building and warm-up come first and do not count)."""
     calibration_networks: int = at_least(1, CALIBRATION_NETWORKS)
     """Random students measured end to end (besides the teacher) to calibrate the whole-network
     prediction; at least 1."""

@@ -154,6 +154,28 @@ def test_min_time_keeps_rounds_going_after_convergence():
         measure([("relu", nn.ReLU(), (4,))], CPU, min_time_s=2.0, **kwargs)
 
 
+class SlowFirstCall(nn.Module):
+    """Its first forward call takes ``first_s`` (as an int8 block's build and first inference do)."""
+
+    def __init__(self, first_s: float):
+        super().__init__()
+        self.first_s = first_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.first_s:
+            time.sleep(self.first_s)
+            self.first_s = 0.0
+        return x.relu()
+
+
+def test_the_time_budget_counts_the_timed_rounds_not_the_warm_up():
+    kwargs = dict(FAST, rel_precision=1e-6, min_reps=2, max_reps=100_000, time_budget_s=0.6)
+    started = time.perf_counter()
+    stat = measure([("slow_start", SlowFirstCall(1.0), (4,))], CPU, **kwargs)["slow_start"]
+    assert time.perf_counter() - started >= 1.0 + 0.5  # the warm-up, then rounds for (nearly) the whole budget
+    assert stat.reps > 2 * kwargs["min_reps"]  # not the minimum the budget would leave had the warm-up spent it
+
+
 def test_measure_rejects_duplicate_names():
     with pytest.raises(LatencyError, match="twice"):
         measure([("a", nn.ReLU(), (4,)), ("a", nn.ReLU(), (4,))], CPU, **FAST)

@@ -113,6 +113,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"random students measured end to end (default {CALIBRATION_NETWORKS})")
     g.add_argument("--calibration-time", type=float,
                    help=f"seconds those students are timed for at least (default {CALIBRATION_TIME_S:g})")
-    g.add_argument("--time-budget", type=float, help="seconds the measurement may take (default 120)")
+    g.add_argument("--time-budget", type=float, help="seconds of timed rounds, after building and warm-up (default 120)")
     g.add_argument("--out", help="where to write the table (default latency-MODEL.json)")
     p.set_defaults(func=cmd_profile)
