@@ -24,7 +24,9 @@ A summary line (model, backend, dtype, the headline errors) goes to stderr; the 
 printed is a JSON object: ``within_5pct``, ``within_10pct`` and ``median_abs_err_pct`` of the
 calibrated prediction, the same for the uncorrected sum (``raw_*``) and for the prediction
 re-anchored to the machine's current speed (``anchored_*``: scaled by the teacher measured in the
-students' run over the teacher in the table; ``teacher_drift`` is that factor), the calibration's
+students' run over the teacher in the table; ``teacher_drift`` is that factor), with fast
+calibration networks the same for the correction refitted without them (``random_calibration_*``),
+the calibration's
 leave-one-out error, ``profile_seconds``, the students' measured ratios to the teacher
 (``student_ratio_min``/``_median``/``_max``) and the setting.
 
@@ -51,6 +53,7 @@ from hant.data import digits_images
 from hant.errors import HantError, InfeasibleBudgetError
 from hant.io import hash_obj
 from hant.latency import LatencyCache, LatencyTable, LatencyTarget, SlotOptions, measure, profile_network
+from hant.latency.calibration import fit_calibration
 from hant.latency.network import CALIBRATION_NETWORKS, assemble
 from hant.latency.runtime import check_target
 from hant.models import create_model
@@ -206,7 +209,12 @@ def main() -> None:
     cal = table.extra["calibration"]
     outside = table.extra["outside_raw_ms"]
     drift = measured["teacher"].median_ms / table.extra["teacher_ms"]
-    errs, raw_errs, anchored_errs = [], [], []
+    # The calibration points are the teacher, the random networks, then the fast ones: refitted on the
+    # first two groups alone, the same run says what the fast networks changed.
+    n_random = 1 + args.calibration_networks
+    random_only = fit_calibration(cal["predicted_ms"][:n_random], cal["measured_ms"][:n_random]) \
+        if args.fast_calibration_networks > 0 else None
+    errs, raw_errs, anchored_errs, random_only_errs = [], [], [], []
     for (name, _, _), c in zip(nets, students):
         uids = [s.options[k][0] for s, k in zip(students_from, c)]
         m = measured[name].median_ms
@@ -215,6 +223,8 @@ def main() -> None:
         errs.append(100 * (pred - m) / m)
         raw_errs.append(100 * (raw - m) / m)
         anchored_errs.append(100 * (pred * drift - m) / m)
+        if random_only is not None:
+            random_only_errs.append(100 * (random_only.apply(raw) - m) / m)
         print(f"measured {m:9.3f} ms  predicted {pred:9.3f} ms  uncorrected {raw:9.3f} ms  error {errs[-1]:+6.2f}%  "
               f"re-anchored to the teacher {anchored_errs[-1]:+6.2f}%", file=sys.stderr)
 
@@ -236,6 +246,10 @@ def main() -> None:
         "anchored_median_abs_err_pct": round(statistics.median(abs(e) for e in anchored_errs), 3),
         "raw_within_5pct": share(raw_errs, 5), "raw_within_10pct": share(raw_errs, 10),
         "raw_median_abs_err_pct": round(statistics.median(abs(e) for e in raw_errs), 3),
+        **({"random_calibration_within_5pct": share(random_only_errs, 5),
+            "random_calibration_within_10pct": share(random_only_errs, 10),
+            "random_calibration_model": random_only.model, "random_calibration_scale": round(random_only.scale, 4),
+            "random_calibration_offset_ms": round(random_only.offset_ms, 3)} if random_only is not None else {}),
         "calibration_networks": len(cal["measured_ms"]), "fast_calibration_networks": args.fast_calibration_networks,
         "calibration_model": cal["model"],
         "calibration_scale": round(cal["scale"], 4), "calibration_offset_ms": round(cal["offset_ms"], 3),
