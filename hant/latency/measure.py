@@ -169,8 +169,8 @@ def measure(
     format; modules run in eval mode under ``torch.inference_mode()`` inside :func:`measuring` with
     ``target.threads`` threads (the caller's modules keep their device, dtype and training flags).
     ``timing`` takes the fields of :class:`Timing` (when rounds stop; ``time_budget_s`` counts the
-    timed rounds only, after every item is built and warmed up). Each sample averages enough calls to last ``min_sample_ms``;
-    stats are in ms per call. ``on_round(converged, total)`` is called after every round.
+    timed rounds only, after every item is built and warmed up). Each sample averages enough calls
+    to last ``min_sample_ms``; stats are in ms per call. ``on_round(converged, total)`` is called after every round.
     ``plans`` gives an item's precision per module path (default: all of it in ``target.dtype``), and
     ``calibration`` an item's real per-sample inputs, which int8 quantization calibrates on (required
     for every item whose plan has int8). Returns name -> LatencyStat in the order of ``items``.
