@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare_runner as runner  # noqa: E402
 from compare_report import fairness_rules, plot, summarize, table_lines  # noqa: E402
+from fashion_setup import ensure_fashion_mnist  # noqa: E402
 from modelopt_baseline import fastnas_unavailable  # noqa: E402
 
 from hant.config import Recipe, check_fields, load_recipe  # noqa: E402
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or "hant" not in methods:
             raise HantError(f"--methods must include hant (every gap is to it) and name only {list(METHODS)}; got {methods}")
         recipes = recipes_from(args)
+        ensure_fashion_mnist([r for _, r in recipes], say=print)
     except HantError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
