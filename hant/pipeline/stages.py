@@ -10,7 +10,9 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -195,10 +197,14 @@ def latency_table(ctx: Context) -> LatencyTable:
     return table
 
 
-def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Problem:
+def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
+                      score_of: Callable[[Mapping[str, Any]], float | None] | None = None) -> Problem:
     """One candidate per (operation, precision) pair. Scores are keyed against float32 (the distill
     stage's plain records are torch's float32 numerics), latencies and the selection's keys against the
-    target's dtype, so a student wholly in the target's precision has the plain keys."""
+    target's dtype, so a student wholly in the target's precision has the plain keys. ``score_of``
+    maps a candidate's score record to what the program minimises (default: its ``score``, the one
+    ``distill.score`` names); a candidate it gives None is left out."""
+    score_of = score_of or (lambda rec: rec["score"])
     scores = read_json(ctx.run.scores)
     default = ctx.recipe.target.dtype
     slots = []
@@ -207,10 +213,11 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float) -> Pr
         for spec in ctx.zoo[slot.name]:
             for precision in run_precisions(ctx):
                 rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
-                if rec is None or rec["status"] == "failed" or rec["score"] is None:
+                score = None if rec is None or rec["status"] == "failed" else score_of(rec)
+                if score is None:
                     continue
                 latency = table.slot_option_ms(slot.path, with_precision(spec.uid, precision, default), precision)
-                costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, rec["score"]))
+                costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, score))
         slots.append(SlotChoices(slot.name, tuple(costs)))
     return Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
 
@@ -241,7 +248,7 @@ def trained_candidates(ctx: Context, choices: dict[str, CandidateSpec]) -> dict[
     }
 
 
-def _specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
+def chosen_specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
     """The operation of each chosen candidate (its precision aside: :func:`student_plan`)."""
     by_key = {s: {spec.key: spec for spec in specs} for s, specs in ctx.zoo.items()}
     default = ctx.recipe.target.dtype
@@ -291,7 +298,7 @@ def stage_search(ctx: Context) -> dict:
     def build(solver_budget: float) -> tuple[Selection, torch.nn.Module]:
         selection = solve(selection_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
         predicted.append(selection.predicted_latency_ms)
-        specs = _specs(ctx, selection.choices)
+        specs = chosen_specs(ctx, selection.choices)
         return selection, assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
 
     fit = fit_measured(
@@ -380,7 +387,7 @@ def stage_finetune(ctx: Context) -> dict:
     (:func:`finetune_student`); the better of the assembled and the fine-tuned student on
     validation is saved (``kept``)."""
     selection = read_json(ctx.run.selection)
-    specs = _specs(ctx, selection["choices"])
+    specs = chosen_specs(ctx, selection["choices"])
     student = assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
     metrics = finetune_student(ctx, student, ctx.run.student_dir / "train_state.pt")
     summary = {k: metrics[k] for k in ("assembled_val_accuracy", "val_accuracy", "test_accuracy", "kept") if k in metrics}
@@ -412,7 +419,7 @@ def _slot_rows(ctx: Context, table: LatencyTable, choices: dict[str, str]) -> li
     default = ctx.recipe.target.dtype
     rows = []
     for slot in ctx.slots:
-        spec = _specs(ctx, {slot.name: choices[slot.name]})[slot.name]
+        spec = chosen_specs(ctx, {slot.name: choices[slot.name]})[slot.name]
         precision = split_precision(choices[slot.name], default)[1]
         rows.append(
             {
