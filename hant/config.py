@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Dataset = Literal["digits", "digits_hard", "fashion_mnist", "imagefolder"]
 Channels = Literal[1, 3]
 CheckpointFormat = Literal["keys", "positional"]
-DistillScore = Literal["nmse", "swap_kl"]
+DistillScore = Literal["nmse", "swap_kl", "swap_error"]
 PruneMethod = Literal["halp", "splamp"]
 
 
@@ -232,8 +232,10 @@ class DistillConfig:
     bn_recalibration_batches: int = at_least(0, 20)
     """Training batches used to re-estimate each candidate's BatchNorm statistics after training."""
     score: DistillScore = "nmse"
-    """Score that feeds the search: ``nmse`` (the distillation loss on validation batches) or
-    ``swap_kl`` (KL divergence from the teacher's logits with only that slot replaced)."""
+    """Score that feeds the search: ``nmse`` (the distillation loss on validation batches),
+    ``swap_kl`` (KL divergence from the teacher's logits with only that slot replaced) or
+    ``swap_error`` (the error rate, in percent, of the teacher with only that slot replaced; on
+    Fashion-MNIST it ranked fine-tuned students best, see docs/method_comparison.md)."""
     device: str = "auto"
     """``auto`` (this rank's CUDA device when there is one, else CPU), ``cpu`` or ``cuda[:N]``."""
     amp: bool | AmpMode = True

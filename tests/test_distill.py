@@ -155,6 +155,12 @@ def test_both_scores_are_stored_and_the_recipe_picks_the_one_the_search_sees(tmp
     identity = by_kl[slots[0].name]["identity"]
     assert identity.swap_kl > 0 and identity.feature_loss > 0
     assert _numbers(by_nmse) == _numbers(by_kl)
+    by_error = distill_zoo(teacher, slots, zoo, train, val, DistillConfig(epochs=2, lr=5e-3, score="swap_error"), tmp_path)
+    assert _numbers(by_error) == _numbers(by_kl)
+    for slot in slots:
+        assert by_error[slot.name]["keep"].score == pytest.approx(100.0 - accuracy)  # keep is scored like the rest
+        for rec in by_error[slot.name].values():
+            assert rec.score == pytest.approx(100.0 - rec.swap_accuracy)
 
 
 def test_swap_in_logits_equal_the_teacher_with_the_block_replaced_without_rerunning_the_stem(tiny_resnet):

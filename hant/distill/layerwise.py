@@ -47,7 +47,8 @@ Numerics = Callable[[Slot, nn.Module], nn.Module]
 """Turns a trained candidate for a slot into the module that computes it as deployed in another
 precision (e.g. quantized and compiled by the target runtime), so it is scored on its real outputs."""
 
-__all__ = ["CandidateRecord", "Numerics", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo", "weights_path"]
+__all__ = ["CandidateRecord", "Numerics", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo",
+           "search_score", "weights_path"]
 
 
 @dataclass
@@ -61,8 +62,8 @@ class CandidateRecord:
     """``ok``, ``failed`` (non-finite loss) or ``exact`` (keep: reproduces the teacher by definition)."""
     train_loss: float | None = None
     score: float | None = None
-    """What the search minimises: ``feature_loss`` or ``swap_kl``, as ``DistillConfig.score`` says;
-    None for failed candidates."""
+    """What the search minimises, as ``DistillConfig.score`` says (:func:`search_score`); None for
+    failed candidates."""
     error: str | None = None
     feature_loss: float | None = None
     """Distillation loss on the validation batches."""
@@ -229,12 +230,23 @@ def _apply(record: CandidateRecord, scores: Scores, cfg: DistillConfig) -> None:
         record.feature_loss = record.feature_loss if math.isfinite(record.feature_loss) else None
         record.swap_kl = record.swap_kl if record.swap_kl is not None and math.isfinite(record.swap_kl) else None
         return
-    if cfg.score == "swap_kl" and record.swap_kl is None:
+    if cfg.score != "nmse" and (record.swap_kl is None or record.swap_accuracy is None):
         raise DistillError(
             f"slot {record.slot} gets no swap-in score because its teacher cannot be re-run with the slot "
             "swapped; set distill.score to nmse"
         )
-    record.score = record.feature_loss if cfg.score == "nmse" else record.swap_kl
+    record.score = search_score(record, cfg.score)
+
+
+def search_score(record: CandidateRecord, score: str) -> float:
+    """The value of ``record`` that the search minimises under ``distill.score``: the distillation
+    loss (``nmse``), the swap-in KL divergence (``swap_kl``) or the swap-in error rate in percent
+    (``swap_error``: 100 minus the swap-in accuracy)."""
+    if score == "nmse":
+        return record.feature_loss
+    if score == "swap_kl":
+        return record.swap_kl
+    return 100.0 - record.swap_accuracy
 
 
 def _score(
@@ -336,6 +348,7 @@ def distill_zoo(
         for record in records[slot.name].values():
             if record.status == "exact":
                 record.feature_loss, record.swap_kl, record.swap_accuracy = 0.0, 0.0, accuracy
+                record.score = search_score(record, cfg.score)
             elif (slot.name, record.uid) in scores:
                 _apply(record, scores[slot.name, record.uid], cfg)
     for name, fn in (numerics or {}).items():
