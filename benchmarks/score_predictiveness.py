@@ -42,6 +42,7 @@ from scipy import stats
 
 from hant.cli.pipeline import recipe_for_run_dir
 from hant.deploy import split_precision, with_precision
+from hant.distill.layerwise import CandidateRecord, search_score
 from hant.errors import HantError
 from hant.io import read_json, write_json
 from hant.pipeline.context import Context
@@ -52,12 +53,20 @@ from hant.search import Problem, SlotChoices, solve
 from hant.student import assemble_student
 
 ROOT = Path(__file__).resolve().parent.parent
-SCORES: dict[str, Callable[[Mapping], float | None]] = {
-    "feature_loss": lambda rec: rec.get("feature_loss"),
-    "swap_kl": lambda rec: rec.get("swap_kl"),
-    "swap_error": lambda rec: None if rec.get("swap_accuracy") is None else 100.0 - rec["swap_accuracy"],
-}
-"""Score name -> the value (lower is better) taken from a candidate's record in ``scores.json``."""
+SCORED_FIELDS = {"feature_loss": ("nmse", "feature_loss"), "swap_kl": ("swap_kl", "swap_kl"),
+                 "swap_error": ("swap_error", "swap_accuracy")}
+"""Score name -> (the ``distill.score`` it is, the record field it is computed from)."""
+
+
+def _value_of(score: str, field: str) -> Callable[[Mapping], float | None]:
+    """A record's value under ``distill.score`` ``score`` (lower is better); None where ``field`` is missing."""
+    blank = {"slot": "", "key": "", "uid": "", "status": "ok"}  # names the score does not read
+    return lambda rec: (None if rec.get(field) is None
+                        else search_score(CandidateRecord.from_dict({**blank, **rec}), score))
+
+
+SCORES: dict[str, Callable[[Mapping], float | None]] = {name: _value_of(*spec) for name, spec in SCORED_FIELDS.items()}
+"""Score name -> the value the search would minimise, taken from a candidate's record in ``scores.json``."""
 
 
 def perturbed(problem: Problem, spread: float, rng: np.random.Generator) -> Problem:
@@ -144,7 +153,8 @@ def correlations(rows: list[dict], group_by: str | None) -> dict:
         groups = {}
         for k in keys:
             members = [r for r in usable if group_by is None or r[group_by] == k]
-            groups[str(k)] = rank_agreement([-r["scores"][name] for r in members], [r["test_accuracy"] for r in members])
+            goodness = [-r["scores"][name] for r in members]
+            groups[str(k)] = rank_agreement(goodness, [r["test_accuracy"] for r in members])
         out[name] = {"groups": groups, "spearman": weighted_mean(list(groups.values()), "spearman"),
                      "kendall": weighted_mean(list(groups.values()), "kendall")}
     return out
