@@ -3,8 +3,9 @@
 ``arch.json`` holds everything needed to rebuild the network without the teacher's weights or
 the run directory: the timm model and its arguments (or, for a teacher given as a module, the
 factory reference that builds its architecture: ``model.source`` is ``factory``), and for each
-replaced slot its candidate spec. ``load_student`` rebuilds that structure and loads
-``weights.safetensors`` into it.
+replaced slot its candidate spec, and for a student on narrower residual streams (the op zoo's
+``stream_cut`` family) each stream's kept channels. ``load_student`` rebuilds that structure and
+loads ``weights.safetensors`` into it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from .deploy.plan import PrecisionPlan
 from .errors import HantError, PluginError
 from .io import read_json, save_tensors, write_json
 from .ops_zoo import CandidateSpec, build_candidate, load_plugins
+from .ops_zoo.families.stream_cut import StreamCut
 from .latency.target import LatencyTarget
+from .pruning.streams import StreamLayout
 from .slots import Slot, get_submodule, set_submodule
 from .user_code import check_allowed, resolve_factory
 from .weights import load_file
@@ -28,18 +31,36 @@ PRUNED_FORMAT = "hant-pruned/1"
 """What ``hant prune`` writes (``hant.pruning.save``); ``load_student`` reads both."""
 
 
+def _deployable(module: nn.Module) -> nn.Module:
+    """The module a student holds for a candidate: a ``stream_cut`` candidate's cut block itself."""
+    return module.inner if isinstance(module, StreamCut) else module
+
+
+def cut_streams(network: nn.Module, slots: list[Slot], input_shape: tuple[int, ...], counts: Mapping[str, int]) -> nn.Module:
+    """A copy of ``network`` whose residual streams keep their first ``counts[stream]`` channels."""
+    return StreamLayout.trace(network, input_shape, [s.path for s in slots]).cut(network, counts)
+
+
 def assemble_student(
     teacher: nn.Module,
     slots: list[Slot],
     choices: Mapping[str, CandidateSpec],
     candidate_modules: Mapping[str, nn.Module] | None = None,
+    streams: Mapping[str, int] | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """A copy of ``teacher`` with each slot's module replaced by its chosen candidate.
 
     ``candidate_modules`` (slot name → module) supplies trained modules; slots without one get
-    a module freshly built from its spec (keep: the teacher's own block).
+    a module freshly built from its spec (keep: the teacher's own block). With ``streams`` (stream →
+    kept channels, and the network's per-sample ``input_shape``) the copy is first cut to those widths.
     """
-    student = copy.deepcopy(teacher)
+    if streams:
+        if input_shape is None:
+            raise HantError("a student on cut streams needs the network's input shape to trace them")
+        student = cut_streams(teacher, slots, input_shape, streams)
+    else:
+        student = copy.deepcopy(teacher)
     for slot in slots:
         spec = choices[slot.name]
         if spec.family == "keep":
@@ -48,7 +69,7 @@ def assemble_student(
             module = candidate_modules[slot.name]
         else:
             module = build_candidate(spec, get_submodule(teacher, slot.path))
-        set_submodule(student, slot.path, module)
+        set_submodule(student, slot.path, _deployable(module))
     return student
 
 
@@ -60,8 +81,11 @@ def save_student(
     choices: Mapping[str, CandidateSpec],
     plugins: list[str] | None = None,
     metadata: Mapping | None = None,
+    streams: Mapping[str, int] | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> None:
-    """Write ``path/arch.json`` and ``path/weights.safetensors``.
+    """Write ``path/arch.json`` and ``path/weights.safetensors``; ``streams`` and ``input_shape`` as
+    :func:`assemble_student` took them.
 
     ``model`` describes the teacher's construction: ``{"name", "num_classes", "in_chans", "kwargs"}`` of a
     timm model, or ``{"source": "factory", "factory", "kwargs", ...}`` (``user_model.module_description``).
@@ -78,6 +102,9 @@ def save_student(
         "plugins": [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins or []],
         "metadata": dict(metadata or {}),
     }
+    if streams:
+        arch["streams"] = {"counts": dict(streams), "input_shape": list(input_shape or ()),
+                           "slot_paths": [s.path for s in slots]}
     save_tensors(path / "weights.safetensors", student.state_dict())
     write_json(path / "arch.json", arch)
 
@@ -132,8 +159,14 @@ def load_student(path: str | Path, allow_plugins: bool = False) -> nn.Module:
         )
     if plugins:
         load_plugins(plugins)
-    model = teacher_architecture(arch["model"], arch_file, allow_plugins)
+    full = teacher_architecture(arch["model"], arch_file, allow_plugins)
+    streams = arch.get("streams")
+    if streams:
+        layout = StreamLayout.trace(full, streams["input_shape"], streams["slot_paths"])
+        model = layout.cut(full, streams["counts"])
+    else:
+        model = full
     for item in arch["replacements"]:
         spec = CandidateSpec.from_dict(item["spec"])
-        set_submodule(model, item["path"], build_candidate(spec, get_submodule(model, item["path"])))
+        set_submodule(model, item["path"], _deployable(build_candidate(spec, get_submodule(full, item["path"]))))
     return load_file(model, weights_file, "it must match the architecture in arch.json").eval()

@@ -17,6 +17,7 @@ from ..io import read_json
 from ..loaders import timm_loader
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, load_plugins, zoo_from_json
+from ..pruning.streams import StreamLayout
 from ..slots import Slot, slots_from_json
 from ..user_code import check_allowed, resolve_factory
 from ..user_data import UserData, as_loader, check_split, in_order, count_classes, split_batch, split_fingerprint, user_data
@@ -258,6 +259,11 @@ class Context:
             d = read_json(self.run.teacher_meta)["model"]
             model = create_model(d["name"], d["num_classes"], d["in_chans"], d["kwargs"])
         return load_file(model, self.run.teacher_weights, "run `hant teacher --force` again").eval()
+
+    @cached_property
+    def stream_layout(self) -> StreamLayout:
+        """The teacher's residual streams and how they meet the slots (runs whose zoo has ``stream_cut``)."""
+        return StreamLayout.trace(self.teacher, self.input_shape, [s.path for s in self.slots])
 
     @cached_property
     def slots(self) -> list[Slot]:

@@ -28,7 +28,7 @@ from ..latency.fit import fit_measured
 from ..models import create_model
 from ..ops_zoo import CandidateSpec, build_zoo, zoo_to_json
 from ..progress import ProgressCounter
-from ..search import CHANGED, CandidateCost, Problem, Selection, SlotChoices, solve
+from ..search import CandidateCost, Problem, Selection, SlotChoices, solve
 from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
 from ..user_data import check_split
@@ -36,6 +36,7 @@ from ..weights import load_weights
 from .calibration_data import needs_calibration, run_precisions, task_calibration
 from .context import Context
 from .profiling import slot_options
+from .streams import admissible_zoo, profile_streams, reordered_teacher, stream_counts, stream_problem, uses_stream_widths
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def stage_teacher(ctx: Context) -> dict:
         source = f"the module given or built by {cfg.factory}"
     else:
         source = "timm pretrained weights"
+    if uses_stream_widths(ctx.recipe):  # the same function; a stream's first channels are then its best
+        model = reordered_teacher(model, ctx.example_input, ctx.recipe.slots.patterns)
     accuracy = held_out_accuracy(ctx, model, evaluate(model, ctx.eval_loader("val")))
     if is_main():
         save_tensors(ctx.run.teacher_weights, model.state_dict())
@@ -102,6 +105,8 @@ def stage_slots(ctx: Context) -> dict:
 def stage_zoo(ctx: Context) -> dict:
     """List every slot's candidates."""
     zoo = build_zoo(ctx.teacher, ctx.slots, ctx.recipe.zoo.families)
+    if uses_stream_widths(ctx.recipe):
+        zoo = admissible_zoo(zoo, ctx.slots, ctx.stream_layout)
     write_json(ctx.run.zoo, zoo_to_json(zoo))
     return {"candidates": sum(len(v) for v in zoo.values())}
 
@@ -133,6 +138,9 @@ def stage_profile(ctx: Context) -> dict:
         )
     finally:
         bar.close()
+    if uses_stream_widths(ctx.recipe):
+        hits += profile_streams(ctx.teacher, ctx.input_shape, ctx.slots, ctx.stream_layout, ctx.zoo, table, target,
+                                images, slot_inputs, rel_precision=cfg.rel_precision, time_budget_s=cfg.time_budget_s)
     table.to_json(ctx.run.latency)
     cal = table.extra["calibration"]
     return {
@@ -203,13 +211,14 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
     stage's plain records are torch's float32 numerics), latencies and the selection's keys against the
     target's dtype, so a student wholly in the target's precision has the plain keys. ``score_of``
     maps a candidate's score record to what the program minimises (default: its ``score``, the one
-    ``distill.score`` names); a candidate it gives None is left out."""
+    ``distill.score`` names); a candidate it gives None is left out. With ``stream_cut`` in the zoo the
+    program also chooses every stream's width (:func:`~hant.pipeline.streams.stream_problem`)."""
     score_of = score_of or (lambda rec: rec["score"])
     scores = read_json(ctx.run.scores)
     default = ctx.recipe.target.dtype
-    slots = []
+    slots, offered = [], {}
     for slot in ctx.slots:
-        costs = []
+        costs, specs = [], []
         for spec in ctx.zoo[slot.name]:
             for precision in run_precisions(ctx):
                 rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
@@ -218,8 +227,13 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
                     continue
                 latency = table.slot_option_ms(slot.path, with_precision(spec.uid, precision, default), precision)
                 costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, score))
+                specs.append(spec)
         slots.append(SlotChoices(slot.name, tuple(costs)))
-    return Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
+        offered[slot.name] = specs
+    problem = Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
+    if uses_stream_widths(ctx.recipe):
+        return stream_problem(problem, offered, ctx.slots, ctx.stream_layout, table)
+    return problem
 
 
 def network_calibration(ctx: Context, names: list[str]) -> dict | None:
@@ -249,10 +263,29 @@ def trained_candidates(ctx: Context, choices: dict[str, CandidateSpec]) -> dict[
 
 
 def chosen_specs(ctx: Context, choices: dict[str, str]) -> dict[str, CandidateSpec]:
-    """The operation of each chosen candidate (its precision aside: :func:`student_plan`)."""
+    """The operation of each chosen candidate (its precision aside: :func:`student_plan`); the
+    program's stream and outside slots, which are not slots of the network, aside."""
     by_key = {s: {spec.key: spec for spec in specs} for s, specs in ctx.zoo.items()}
     default = ctx.recipe.target.dtype
-    return {slot: by_key[slot][split_precision(key, default)[0]] for slot, key in choices.items()}
+    return {slot: by_key[slot][split_precision(key, default)[0]] for slot, key in choices.items() if slot in by_key}
+
+
+def changed_blocks(ctx: Context, choices: Mapping[str, str]) -> int:
+    """Slots of the network whose block the selection replaces (the program's stream and outside
+    slots, which :data:`~hant.search.CHANGED` also counts, aside)."""
+    return sum(1 for s in ctx.slots if choices.get(s.name, "keep") != "keep")
+
+
+def selected_streams(ctx: Context, choices: dict[str, str]) -> dict[str, int] | None:
+    """Stream -> kept channels of a selection (None in a run without stream widths)."""
+    return stream_counts(choices, ctx.stream_layout) if uses_stream_widths(ctx.recipe) else None
+
+
+def build_student(ctx: Context, choices: dict[str, str]) -> torch.nn.Module:
+    """The student a selection describes, with the chosen candidates' phase-1 weights."""
+    specs = chosen_specs(ctx, choices)
+    return assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs),
+                            selected_streams(ctx, choices), ctx.input_shape)
 
 
 def reference_teacher_ms(table: LatencyTable) -> float:
@@ -298,8 +331,7 @@ def stage_search(ctx: Context) -> dict:
     def build(solver_budget: float) -> tuple[Selection, torch.nn.Module]:
         selection = solve(selection_problem(ctx, table, solver_budget), backend=cfg.backend, time_limit_s=cfg.time_limit_s)
         predicted.append(selection.predicted_latency_ms)
-        specs = chosen_specs(ctx, selection.choices)
-        return selection, assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
+        return selection, build_student(ctx, selection.choices)
 
     fit = fit_measured(
         build, ctx.teacher, ctx.input_shape, target, budget,
@@ -334,7 +366,7 @@ def stage_search(ctx: Context) -> dict:
         "measured_ms": last["measured_student_ms"],
         "measured_limit_ms": limit,
         "within_budget": within,
-        "changed_slots": selection.extras[CHANGED],
+        "changed_slots": changed_blocks(ctx, selection.choices),
     }
 
 
@@ -388,7 +420,7 @@ def stage_finetune(ctx: Context) -> dict:
     validation is saved (``kept``)."""
     selection = read_json(ctx.run.selection)
     specs = chosen_specs(ctx, selection["choices"])
-    student = assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
+    student = build_student(ctx, selection["choices"])
     metrics = finetune_student(ctx, student, ctx.run.student_dir / "train_state.pt")
     summary = {k: metrics[k] for k in ("assembled_val_accuracy", "val_accuracy", "test_accuracy", "kept") if k in metrics}
     if not is_main():
@@ -400,6 +432,8 @@ def stage_finetune(ctx: Context) -> dict:
         ctx.slots,
         specs,
         plugins=ctx.recipe.zoo.plugins,
+        streams=selected_streams(ctx, selection["choices"]),
+        input_shape=ctx.input_shape,
         metadata={
             "recipe": ctx.recipe.name,
             "input_shape": list(ctx.input_shape),
@@ -508,7 +542,7 @@ def stage_report(ctx: Context) -> dict:
             "latency_iqr_ms": [measured["student"].q1_ms, measured["student"].q3_ms],
             "predicted_latency_ms": selection["predicted_latency_ms"],
             "speedup": teacher_ms / student_ms,
-            "changed_slots": selection["extras"][CHANGED],
+            "changed_slots": changed_blocks(ctx, selection["choices"]),
         },
         "budget_ms": limit,
         "budget_fraction": limit / teacher_ms,

@@ -1,0 +1,203 @@
+"""Stream widths in a HANT run: what the op zoo's ``stream_cut`` family needs from the stages.
+
+A recipe that names ``stream_cut`` lets the integer program narrow residual streams, as the pruners
+do. Then (1) the teacher stage stores the teacher with each stream's channels sorted by importance
+(the same function), so a stream cut to ``n`` keeps its ``n`` most important channels in every block;
+(2) the profile stage times every ``stream_cut`` candidate as it deploys (the cut block alone, at its
+cut input) and the part of the network outside the slots at every width of the streams it touches,
+in one interleaved run whose teacher blocks and full outside part, timed beside them, carry the
+whole-network calibration over; (3) the program gets one slot per stream (its width) and one for the
+outside part, and links every candidate to the widths it assumes (``hant.search.linking``);
+(4) the student is the teacher cut to the chosen widths with the chosen blocks in it.
+
+Scores: a ``stream_cut`` candidate is scored like any other, swapped into the full-width teacher with
+zeros in the channels it drops, so the damage of a stream cut is charged to the blocks that write
+the stream; the stream and outside slots carry latency only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import statistics
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Recipe
+from ..deploy import PrecisionPlan, with_precision
+from ..errors import SearchError
+from ..latency import LatencyCache, LatencyTable, LatencyTarget, profile
+from ..latency.network import OUTSIDE_SUFFIX, SlotOptions, outside_slots
+from ..ops_zoo import CandidateSpec, build_candidate
+from ..ops_zoo.families.stream_cut import STREAM_FAMILY, cut_in_shape
+from ..pruning.streams import StreamLayout
+from ..search import CandidateCost, Problem, SlotChoices
+from ..search.linking import Link, linked_problem
+from ..slots import Slot, discover_slots, get_submodule
+
+__all__ = [
+    "OUTSIDE_SLOT", "STREAM_FAMILY", "STREAM_PREFIX", "admissible_zoo", "profile_streams", "reordered_teacher",
+    "stream_counts", "stream_problem", "uses_stream_widths",
+]
+
+STREAM_PREFIX = "stream:"
+OUTSIDE_SLOT = "outside-slots"
+_ANCHOR = ":stream-anchor"
+
+
+def uses_stream_widths(recipe: Recipe) -> bool:
+    """Whether the recipe's zoo offers stream-width candidates."""
+    return STREAM_FAMILY in recipe.zoo.families
+
+
+def reordered_teacher(model: nn.Module, example: torch.Tensor, patterns: Sequence[str] | None) -> nn.Module:
+    """The teacher with every stream sorted by importance, traced with the slots the slots stage will find."""
+    slots = discover_slots(model, example, list(patterns) if patterns else None)
+    return StreamLayout.trace(model, tuple(example.shape[1:]), [s.path for s in slots]).reordered(model).eval()
+
+
+def _width(spec: CandidateSpec, side: str, slot: Slot) -> int:
+    if spec.family == STREAM_FAMILY:
+        return int(spec.params[side])
+    return int((slot.in_shape if side == "inp" else slot.out_shape)[0])
+
+
+def _sides(layout: StreamLayout, slot: Slot) -> list[tuple[str, str]]:
+    """(stream, side) pairs of a slot: ``inp`` for the stream it reads, ``out`` for one it writes besides."""
+    g_in, g_out = layout.slot_streams(slot.path)
+    return [(g, "inp") for g in [g_in] if g] + [(g, "out") for g in [g_out] if g and g != g_in]
+
+
+def admissible_zoo(zoo: Mapping[str, list[CandidateSpec]], slots: Sequence[Slot],
+                   layout: StreamLayout) -> dict[str, list[CandidateSpec]]:
+    """``zoo`` without the ``stream_cut`` candidates the network cannot link: those narrowing a side
+    of a slot that is not one prunable stream, or giving one stream two widths."""
+    def linkable(spec: CandidateSpec, slot: Slot) -> bool:
+        if spec.family != STREAM_FAMILY:
+            return True
+        g_in, g_out = layout.slot_streams(slot.path)
+        if spec.params["inp"] < slot.in_shape[0] and g_in is None:
+            return False
+        if spec.params["out"] < slot.out_shape[0] and g_out is None:
+            return False
+        return not (g_in is not None and g_in == g_out and spec.params["inp"] != spec.params["out"])
+
+    return {slot.name: [spec for spec in zoo[slot.name] if linkable(spec, slot)] for slot in slots}
+
+
+def _stream_specs(zoo: Mapping[str, list[CandidateSpec]], slot: Slot) -> list[CandidateSpec]:
+    return [s for s in zoo[slot.name] if s.family == STREAM_FAMILY]
+
+
+def _outside_widths(zoo: Mapping[str, list[CandidateSpec]], slots: Sequence[Slot], layout: StreamLayout) -> dict[str, list[int]]:
+    """Per stream the part outside the slots touches: the widths the slots' candidates offer, full first."""
+    widths = {g: {layout.width(g)} for g in layout.outside_streams()}
+    for slot in slots:
+        for g, side in _sides(layout, slot):
+            if g in widths:
+                widths[g] |= {_width(s, side, slot) for s in zoo[slot.name]}
+    return {g: sorted(ws, reverse=True) for g, ws in widths.items()}
+
+
+def _combo_key(counts: Mapping[str, int]) -> str:
+    return ",".join(f"{g}={counts[g]}" for g in sorted(counts)) or "teacher"
+
+
+def _outside_network(teacher: nn.Module, slots: Sequence[Slot], layout: StreamLayout, counts: Mapping[str, int],
+                     target: LatencyTarget) -> nn.Module:
+    net = layout.cut(teacher, counts)
+    stubs = []
+    for slot in slots:
+        _, g_out = layout.slot_streams(slot.path)
+        out_shape = (counts.get(g_out, slot.out_shape[0]), *slot.out_shape[1:]) if g_out else tuple(slot.out_shape)
+        stubs.append(SlotOptions(slot.path, tuple(slot.in_shape), tuple(out_shape), ()))
+    return outside_slots(net, stubs, target)
+
+
+def profile_streams(
+    teacher: nn.Module, input_shape: tuple[int, ...], slots: Sequence[Slot], layout: StreamLayout,
+    zoo: Mapping[str, list[CandidateSpec]], table: LatencyTable, target: LatencyTarget, calibration: np.ndarray | None = None,
+    slot_calibration: Mapping[str, np.ndarray] | None = None, **measure_kwargs,
+) -> int:
+    """Time every ``stream_cut`` candidate (in every precision of ``table``) and the outside part at every
+    combination of its streams' widths, beside the teacher's blocks and full outside part, into ``table``:
+    candidates as their measured median times the run's drift (the median ratio of the table's teacher
+    blocks to the same blocks here), and ``extra["stream_outside_ms"]`` (combination -> the table's
+    outside term less the fraction of it the cut saves here). Returns the cache hits."""
+    default = target.dtype
+    precisions = table.extra.get("precisions", [default])
+    base = table.extra["teacher_uid"]
+    parts, plans, samples = [], {}, {}
+
+    def add(key: str, obj, shape: tuple[int, ...], precision: str, sample: np.ndarray | None) -> None:
+        parts.append((key, obj, tuple(shape)))
+        plans[key] = PrecisionPlan(precision)
+        if sample is not None:
+            samples[key] = sample
+
+    anchors = {}
+    for slot in slots:
+        block = get_submodule(teacher, slot.path)
+        inputs = None if slot_calibration is None else slot_calibration.get(slot.path)
+        keep = zoo[slot.name][0]
+        add(keep.uid + _ANCHOR, block, slot.in_shape, default, inputs)
+        anchors[keep.uid + _ANCHOR] = keep.uid
+        for spec in _stream_specs(zoo, slot):
+            sample = None if inputs is None else np.ascontiguousarray(inputs[:, : spec.params["inp"]])
+            for p in precisions:
+                factory = lambda spec=spec, block=block: build_candidate(spec, block).inner
+                add(with_precision(spec.uid, p, default), factory, cut_in_shape(spec), p, sample)
+    widths = _outside_widths(zoo, slots, layout)
+    combos = [dict(zip(widths, c)) for c in itertools.product(*widths.values())]
+    full_key = base + OUTSIDE_SUFFIX + _ANCHOR
+    outside_keys = {}
+    for counts in combos:
+        key = full_key if all(n == layout.width(g) for g, n in counts.items()) else f"{base}:outside:{_combo_key(counts)}"
+        outside_keys[_combo_key(counts)] = key
+        add(key, lambda counts=counts: _outside_network(teacher, slots, layout, counts, target), input_shape, default, calibration)
+    stats, hits = profile(parts, target, LatencyCache(), plans=plans, calibration=samples, **measure_kwargs)
+    drift = statistics.median(table.measured_ms(uid) / stats[key].median_ms for key, uid in anchors.items())
+    for key, stat in stats.items():
+        if key not in anchors and key not in outside_keys.values():
+            table.entries[key] = dataclasses.replace(stat, median_ms=stat.median_ms * drift)
+    fixed, scale, raw = table.extra["fixed_ms"], table.extra["block_scale"], table.extra["outside_raw_ms"]
+    full_ms = stats[full_key].median_ms
+    table.extra["stream_outside_ms"] = {
+        combo: max(0.0, fixed - scale * raw * (1.0 - stats[key].median_ms / full_ms)) for combo, key in outside_keys.items()
+    }
+    table.extra["stream_drift"] = drift
+    return hits
+
+
+def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot],
+                   layout: StreamLayout, table: LatencyTable) -> Problem:
+    """``problem`` (whose slot ``s`` has one candidate per ``specs[s]``, in order) with a slot per stream
+    choosing its width, the outside part as one more slot, and the links that make them agree."""
+    if "stream_outside_ms" not in table.extra:
+        raise SearchError("the latency table has no stream-width entries; re-run `hant profile` with stream_cut in the zoo")
+    links: list[Link] = []
+    options = {g: {layout.width(g)} for g in layout.streams()}
+    for slot in slots:
+        for g, side in _sides(layout, slot):
+            tags = tuple(str(_width(spec, side, slot)) for spec in specs[slot.name])
+            options[g] |= {int(t) for t in tags}
+            links.append(Link(slot.name, STREAM_PREFIX + g, tags))
+    outside, tags_of = [], {g: [] for g in layout.outside_streams()}
+    for combo, ms in table.extra["stream_outside_ms"].items():
+        counts = {} if combo == "teacher" else {g: int(n) for g, _, n in (p.partition("=") for p in combo.split(","))}
+        outside.append(CandidateCost(combo, ms, 0.0))
+        for g in tags_of:
+            tags_of[g].append(str(counts.get(g, layout.width(g))))
+            options[g].add(int(tags_of[g][-1]))
+    links += [Link(OUTSIDE_SLOT, STREAM_PREFIX + g, tuple(t)) for g, t in tags_of.items()]
+    streams = [SlotChoices(STREAM_PREFIX + g, tuple(CandidateCost(str(n), 0.0, 0.0) for n in sorted(ns, reverse=True)))
+               for g, ns in options.items()]
+    slots_all = (*problem.slots, SlotChoices(OUTSIDE_SLOT, tuple(outside)), *streams)
+    return linked_problem(dataclasses.replace(problem, slots=slots_all, fixed_latency_ms=0.0), links)
+
+
+def stream_counts(choices: Mapping[str, str], layout: StreamLayout) -> dict[str, int]:
+    """Stream -> kept channels of a selection of :func:`stream_problem`."""
+    return {g: int(choices[STREAM_PREFIX + g]) for g in layout.streams()}

@@ -1,0 +1,147 @@
+"""Stream widths in HANT's search: ``stream_cut`` candidates, the reordered teacher, the linked program,
+the student cut to the chosen widths, saved and loaded."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+from tiny import tiny_recipe
+
+from hant.config import recipe_from_dict
+from hant.errors import SearchError
+from hant.io import read_json
+from hant.ops_zoo import build_candidate
+from hant.ops_zoo.families.stream_cut import STREAM_FAMILY, StreamCut
+from hant.ops_zoo.zoo import build_zoo
+from hant.pipeline import Context, RunDir, run_stages
+from hant.pipeline.stages import build_student, chosen_specs, latency_table, selection_problem, selected_streams
+from hant.pipeline.streams import OUTSIDE_SLOT, STREAM_PREFIX, admissible_zoo
+from hant.pruning.importance import weight_importance
+from hant.pruning.streams import StreamLayout
+from hant.search import solve
+from hant.slots import discover_slots, get_submodule
+from hant.student import load_student, save_student
+
+STREAM_ZOO = {"identity": {}, "pruned": {"widths": [0.5]}, "stream_cut": {"fractions": [0.5], "widths": [1.0, 0.5]}}
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10, in_chans=1, replace_stem_pool=True).eval()
+    slots = discover_slots(model, torch.randn(2, 1, 32, 32))
+    layout = StreamLayout.trace(model, (1, 32, 32), [s.path for s in slots])
+    return layout.reordered(model), slots, layout
+
+
+def test_candidates_read_the_kept_channels_and_zero_the_dropped_ones(resnet) -> None:
+    model, slots, layout = resnet
+    zoo = admissible_zoo(build_zoo(model, slots, {STREAM_FAMILY: {}}), slots, layout)
+    for slot in slots:
+        specs = [s for s in zoo[slot.name] if s.family == STREAM_FAMILY]
+        assert specs and all(s.params["inp"] < slot.in_shape[0] or s.params["out"] < slot.out_shape[0] for s in specs)
+        for spec in specs[:: max(1, len(specs) // 3)]:
+            module = build_candidate(spec, get_submodule(model, slot.path))
+            x = torch.randn(2, *slot.in_shape)
+            with torch.no_grad():
+                y, inner = module(x), module.inner(x[:, : spec.params["inp"]])
+            assert isinstance(module, StreamCut) and y.shape[1:] == tuple(slot.out_shape)
+            torch.testing.assert_close(y[:, : spec.params["out"]], inner)
+            assert not y[:, spec.params["out"]:].any()
+
+
+def test_a_block_cut_alone_is_the_block_of_the_network_cut_to_the_same_widths(resnet) -> None:
+    model, slots, layout = resnet
+    counts = {g: layout.width(g) // 2 for g in layout.streams()}
+    network = layout.cut(model, counts)
+    zoo = build_zoo(model, slots, {STREAM_FAMILY: {"fractions": [0.5], "widths": [1.0]}})
+    for slot in slots:
+        g_in, g_out = layout.slot_streams(slot.path)
+        spec = next(s for s in zoo[slot.name] if s.family == STREAM_FAMILY
+                    and s.params["inp"] == counts[g_in] and s.params["out"] == counts[g_out])
+        alone = build_candidate(spec, get_submodule(model, slot.path)).inner
+        x = torch.randn(2, counts[g_in], *slot.in_shape[1:])
+        with torch.no_grad():
+            torch.testing.assert_close(alone(x), get_submodule(network, slot.path)(x))
+
+
+def test_the_reordered_teacher_puts_each_streams_strongest_channels_first(resnet) -> None:
+    model, _, layout = resnet
+    for g, scores in weight_importance(model, layout.graph.streams(), "l1").items():
+        assert torch.all(scores[:-1] >= scores[1:]), g
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("streams")
+    recipe = tiny_recipe(zoo={"families": STREAM_ZOO}, search={"budget": 0.97, "verify_rounds": 2})
+    ctx = Context(recipe_from_dict(recipe), RunDir(root))
+    run_stages(ctx, "report")
+    return ctx
+
+
+def _agrees(ctx: Context, choices: dict[str, str]) -> bool:
+    """Every slot's chosen candidate assumes the widths the program chose for the streams it touches."""
+    layout, specs = ctx.stream_layout, chosen_specs(ctx, choices)
+    for slot in ctx.slots:
+        spec = specs[slot.name]
+        widths = (spec.params["inp"], spec.params["out"]) if spec.family == STREAM_FAMILY else (slot.in_shape[0], slot.out_shape[0])
+        for g, n in zip(layout.slot_streams(slot.path), widths):
+            if g is not None and int(choices[STREAM_PREFIX + g]) != n:
+                return False
+    outside = dict(p.split("=") for p in choices[OUTSIDE_SLOT].split(",")) if choices[OUTSIDE_SLOT] != "teacher" else {}
+    return all(int(choices[STREAM_PREFIX + g]) == int(n) for g, n in outside.items())
+
+
+def test_every_stream_candidate_is_timed_as_deployed_and_the_outside_part_per_width(stream_run) -> None:
+    table = latency_table(stream_run)
+    stream_specs = [s for specs in stream_run.zoo.values() for s in specs if s.family == STREAM_FAMILY]
+    assert stream_specs and all(table.measured_ms(s.uid) > 0 for s in stream_specs)
+    outside = table.extra["stream_outside_ms"]
+    layout = stream_run.stream_layout
+    assert len(outside) == math.prod(1 + 1 for _ in layout.outside_streams())  # full and half of each
+    full = ",".join(f"{g}={layout.width(g)}" for g in sorted(layout.outside_streams()))
+    assert outside[full] == pytest.approx(table.extra["fixed_ms"])
+
+
+def test_the_program_narrows_streams_where_only_that_meets_the_budget(stream_run) -> None:
+    ctx = stream_run
+    table = latency_table(ctx)
+    problem = selection_problem(ctx, table, 1e9)
+    network = {s.name for s in ctx.slots}
+    full_floor = table.extra["fixed_ms"] + sum(
+        min(c.latency_ms for c in slot.candidates if not c.key.startswith(STREAM_FAMILY))
+        for slot in problem.slots if slot.name in network
+    )
+    lo, hi = 0.0, full_floor
+    for _ in range(20):  # the smallest budget the linked program meets
+        mid = (lo + hi) / 2
+        try:
+            solve(selection_problem(ctx, table, mid))
+            hi = mid
+        except SearchError:
+            lo = mid
+    assert hi < full_floor, "cutting streams gives no selection faster than the fastest full-width one"
+    selection = solve(selection_problem(ctx, table, (hi + full_floor) / 2))
+    assert _agrees(ctx, selection.choices)
+    assert any(int(selection.choices[STREAM_PREFIX + g]) < ctx.stream_layout.width(g) for g in ctx.stream_layout.streams())
+
+
+def test_the_student_is_cut_to_the_chosen_widths_and_saved_so(stream_run, tmp_path) -> None:
+    ctx = stream_run
+    choices = read_json(ctx.run.selection)["choices"]
+    assert _agrees(ctx, choices)
+    student = build_student(ctx, choices).eval()
+    streams = selected_streams(ctx, choices)
+    save_student(student, tmp_path, ctx.model_desc, ctx.slots, chosen_specs(ctx, choices),
+                 streams=streams, input_shape=ctx.input_shape)
+    loaded = load_student(tmp_path)
+    x = torch.randn(3, *ctx.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), student(x))
+    saved = read_json(ctx.run.student_dir / "arch.json")["streams"]["counts"]
+    assert saved == streams
+    report = read_json(ctx.run.report_json)
+    assert 0 <= report["student"]["changed_slots"] <= len(ctx.slots)
