@@ -11,7 +11,7 @@ from tiny import tiny_recipe
 
 from hant.config import recipe_from_dict
 from hant.errors import SearchError
-from hant.io import read_json
+from hant.io import hash_obj, read_json
 from hant.ops_zoo import build_candidate
 from hant.ops_zoo.families.stream_cut import STREAM_FAMILY, StreamCut
 from hant.ops_zoo.zoo import build_zoo
@@ -145,3 +145,14 @@ def test_the_student_is_cut_to_the_chosen_widths_and_saved_so(stream_run, tmp_pa
     assert saved == streams
     report = read_json(ctx.run.report_json)
     assert 0 <= report["student"]["changed_slots"] <= len(ctx.slots)
+
+
+def test_offering_stream_widths_invalidates_the_stored_teacher(tmp_path) -> None:
+    from hant.pipeline.runner import STAGES
+
+    def config(families: dict) -> object:
+        return hash_obj(STAGES["teacher"].config(Context(recipe_from_dict(tiny_recipe(zoo={"families": families})), RunDir(tmp_path))))
+
+    plain = {"identity": {}, "pruned": {"widths": [0.5]}}
+    assert config(plain) == config({**plain, "conv_bn_act": {}})  # other zoo changes keep the teacher
+    assert config(plain) != config(STREAM_ZOO)  # the stream-reordered teacher is another file

@@ -25,6 +25,7 @@ from .calibration_data import run_precisions
 from .context import Context
 from .report import log_report
 from .rundir import RunDir
+from .streams import uses_stream_widths
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ STAGES: dict[str, Stage] = {
         Stage(
             "teacher",
             (),
-            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher, *c.teacher_inputs, *c.data_inputs],
+            lambda c: [c.recipe.seed, c.recipe.data, c.recipe.teacher, *c.teacher_inputs, *c.data_inputs,
+                       *(["streams reordered", c.recipe.slots] if uses_stream_widths(c.recipe) else [])],
             lambda r: [r.teacher_weights, r.teacher_meta],
             stages.stage_teacher,
             outputs.check_teacher,
