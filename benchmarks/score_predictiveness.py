@@ -47,10 +47,8 @@ from hant.errors import HantError
 from hant.io import read_json, write_json
 from hant.pipeline.context import Context
 from hant.pipeline.rundir import RunDir
-from hant.pipeline.stages import (chosen_specs, finetune_student, latency_table, reference_teacher_ms,
-                                  selection_problem, trained_candidates)
+from hant.pipeline.stages import build_student, finetune_student, latency_table, reference_teacher_ms, selection_problem
 from hant.search import Problem, SlotChoices, solve
-from hant.student import assemble_student
 
 ROOT = Path(__file__).resolve().parent.parent
 SCORED_FIELDS = {"feature_loss": ("nmse", "feature_loss"), "swap_kl": ("swap_kl", "swap_kl"),
@@ -112,6 +110,8 @@ def score_sums(ctx: Context, choices: Mapping[str, str]) -> dict[str, float | No
     for name, score_of in SCORES.items():
         values = []
         for slot, key in choices.items():
+            if slot not in records:  # the program's stream and outside slots carry no score
+                continue
             op, precision = split_precision(key, default)
             values.append(score_of(records[slot][with_precision(op, precision, "float32")]))
         sums[name] = None if any(v is None for v in values) else math.fsum(values)
@@ -121,8 +121,7 @@ def score_sums(ctx: Context, choices: Mapping[str, str]) -> dict[str, float | No
 def fine_tuned_accuracy(ctx: Context, choices: Mapping[str, str]) -> dict:
     """Assemble the student ``choices`` describes from its distilled candidates, fine-tune it as the
     finetune stage does and return its accuracies."""
-    specs = chosen_specs(ctx, dict(choices))
-    student = assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs))
+    student = build_student(ctx, dict(choices))
     metrics = finetune_student(ctx, student)
     return {k: metrics.get(k) for k in ("assembled_val_accuracy", "finetuned_val_accuracy", "kept", "test_accuracy")}
 
