@@ -14,6 +14,7 @@ from hant.errors import SearchError
 from hant.io import hash_obj, read_json
 from hant.ops_zoo import build_candidate
 from hant.ops_zoo.families.stream_cut import STREAM_FAMILY, StreamCut
+from hant.ops_zoo.pruning import pruned_width
 from hant.ops_zoo.zoo import build_zoo
 from hant.pipeline import Context, RunDir, run_stages
 from hant.pipeline.stages import build_student, chosen_specs, latency_table, selection_problem, selected_streams
@@ -27,10 +28,12 @@ from hant.student import load_student, save_student
 STREAM_ZOO = {"identity": {}, "pruned": {"widths": [0.5]}, "stream_cut": {"fractions": [0.5], "widths": [1.0, 0.5]}}
 
 
-@pytest.fixture(scope="module")
-def resnet():
+@pytest.fixture(scope="module", params=[("resnet18", {"replace_stem_pool": True}), ("mobilenetv2_100", {}),
+                                        ("tf_efficientnet_lite0", {})], ids=lambda p: p[0])
+def resnet(request):
     torch.manual_seed(0)
-    model = timm.create_model("resnet18", num_classes=10, in_chans=1, replace_stem_pool=True).eval()
+    name, kwargs = request.param
+    model = timm.create_model(name, num_classes=10, in_chans=1, **kwargs).eval()
     slots = discover_slots(model, torch.randn(2, 1, 32, 32))
     layout = StreamLayout.trace(model, (1, 32, 32), [s.path for s in slots])
     return layout.reordered(model), slots, layout
@@ -54,15 +57,20 @@ def test_candidates_read_the_kept_channels_and_zero_the_dropped_ones(resnet) -> 
 
 def test_a_block_cut_alone_is_the_block_of_the_network_cut_to_the_same_widths(resnet) -> None:
     model, slots, layout = resnet
-    counts = {g: layout.width(g) // 2 for g in layout.streams()}
-    network = layout.cut(model, counts)
     zoo = build_zoo(model, slots, {STREAM_FAMILY: {"fractions": [0.5], "widths": [1.0]}})
+    counts = {g: pruned_width(layout.width(g), 0.5, 8) for g in layout.streams()}
+    network = layout.cut(model, counts)
     for slot in slots:
         g_in, g_out = layout.slot_streams(slot.path)
-        spec = next(s for s in zoo[slot.name] if s.family == STREAM_FAMILY
-                    and s.params["inp"] == counts[g_in] and s.params["out"] == counts[g_out])
+        n_in = counts.get(g_in, slot.in_shape[0])
+        n_out = counts.get(g_out, slot.out_shape[0])
+        spec = next((s for s in zoo[slot.name] if s.family == STREAM_FAMILY
+                     and s.params["inp"] == n_in and s.params["out"] == n_out), None)
+        if spec is None:  # neither side of this slot is a prunable stream, or half is the full width
+            assert (n_in, n_out) == (slot.in_shape[0], slot.out_shape[0])
+            continue
         alone = build_candidate(spec, get_submodule(model, slot.path)).inner
-        x = torch.randn(2, counts[g_in], *slot.in_shape[1:])
+        x = torch.randn(2, n_in, *slot.in_shape[1:])
         with torch.no_grad():
             torch.testing.assert_close(alone(x), get_submodule(network, slot.path)(x))
 
