@@ -19,6 +19,7 @@ from ..distributed import is_main
 from ..errors import HantError
 from ..io import read_json, write_json
 from ..latency import device_fingerprint, fingerprint_id, measure
+from ..latency.fit import chosen_round
 from ..pruning.run import build_space, prune_to_budget
 from ..pruning.save import load_pruned, save_pruned
 from ..pruning.space import PruneSpace, removed_importance
@@ -73,7 +74,7 @@ def stage_prune(ctx: Context) -> dict:
     result = prune_to_budget(ctx.recipe, ctx.teacher, space, fraction, ctx.input_shape,
                              ctx.train_loader(seed_offset=3), ctx.augment(), device=train_device(),
                              calibration=_calibration(ctx))
-    last = result.fit_rounds[-1]
+    last = chosen_round(result.fit_rounds)
     record = {
         "method": ctx.recipe.prune.method,
         "budget_fraction": fraction,

@@ -349,15 +349,16 @@ def stage_search(ctx: Context) -> dict:
             "measured_student_ms": r["student_ms"],
             "measured_teacher_ms": r["teacher_ms"],
             "limit_ms": r["limit_ms"],
+            "chosen": i == fit.chosen,
         }
-        for r, p in zip(fit.rounds, predicted)
+        for i, (r, p) in enumerate(zip(fit.rounds, predicted))
     ]
     result = selection.to_dict()
     result["budget_ms"] = budget
     result["budget_fraction"] = budget / reference_teacher_ms(table)
     result["verify_rounds"] = rounds
     write_json(ctx.run.selection, result)
-    last = rounds[-1]
+    last = rounds[fit.chosen]
     limit, within = judge_budget(ctx, budget, last["measured_student_ms"], last["measured_teacher_ms"], table)
     return {
         "status": selection.status,

@@ -1,0 +1,45 @@
+"""Fitting a network to its limit on measured latency: tighten after a miss, raise the budget while
+the network leaves budget unused, keep the highest budget measured within the limit."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hant.latency import LatencyTarget
+from hant.latency.fit import SLACK, chosen_round, fit_measured
+
+
+def convs(n: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(*(nn.Conv2d(32, 32, 3, padding=1) for _ in range(max(1, n)))).eval()
+
+
+TARGET = LatencyTarget(batch_size=4, threads=1)
+TEACHER = convs(12)
+
+
+def fit(first_budget: float, rounds: int = 4, **kwargs):
+    """Networks of ``round(budget)`` convolutions against a limit of half the 12-conv teacher."""
+    return fit_measured(lambda b: (round(b), convs(round(b))), TEACHER, (32, 24, 24), TARGET, first_budget,
+                        lambda teacher_ms: 0.5 * teacher_ms, rounds=rounds, time_budget_s=1.0, **kwargs)
+
+
+def test_a_network_far_under_its_limit_gets_a_higher_budget() -> None:
+    result = fit(2.0)
+    first, kept = result.rounds[0], chosen_round(result.rounds)
+    assert first["within"] and first["student_ms"] < (1 - SLACK) * first["limit_ms"]
+    assert len(result.rounds) > 1 and kept["budget_ms"] > first["budget_ms"]
+    assert kept["within"] and result.rounds[result.chosen] is kept and result.result == round(kept["budget_ms"])
+
+
+def test_without_slack_the_first_network_within_its_limit_is_kept() -> None:
+    result = fit(2.0, use_slack=False)
+    assert len(result.rounds) == 1 and result.rounds[0]["chosen"] and result.result == 2
+
+
+def test_a_miss_tightens_the_budget_and_a_network_within_is_kept() -> None:
+    result = fit(11.0)
+    assert not result.rounds[0]["within"]
+    assert result.rounds[1]["budget_ms"] < result.rounds[0]["budget_ms"]
+    kept = chosen_round(result.rounds)
+    assert kept["within"] and result.result <= 7
