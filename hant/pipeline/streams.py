@@ -29,9 +29,10 @@ from ..config import Recipe
 from ..deploy import PrecisionPlan, with_precision
 from ..errors import SearchError
 from ..latency import LatencyCache, LatencyTable, LatencyTarget, profile
-from ..latency.network import OUTSIDE_SUFFIX, SlotOptions, outside_slots
+from ..latency.network import OUTSIDE_SUFFIX
 from ..ops_zoo import CandidateSpec, build_candidate
 from ..ops_zoo.families.stream_cut import STREAM_FAMILY, cut_in_shape
+from ..pruning.space import PruneSpace
 from ..pruning.streams import StreamLayout
 from ..search import CandidateCost, Problem, SlotChoices
 from ..search.linking import Link, linked_problem
@@ -107,13 +108,8 @@ def _combo_key(counts: Mapping[str, int]) -> str:
 
 def _outside_network(teacher: nn.Module, slots: Sequence[Slot], layout: StreamLayout, counts: Mapping[str, int],
                      target: LatencyTarget) -> nn.Module:
-    net = layout.cut(teacher, counts)
-    stubs = []
-    for slot in slots:
-        _, g_out = layout.slot_streams(slot.path)
-        out_shape = (counts.get(g_out, slot.out_shape[0]), *slot.out_shape[1:]) if g_out else tuple(slot.out_shape)
-        stubs.append(SlotOptions(slot.path, tuple(slot.in_shape), tuple(out_shape), ()))
-    return outside_slots(net, stubs, target)
+    """The teacher cut to the stream widths ``counts`` with its slots stubbed, as the pruners time it."""
+    return PruneSpace(layout.graph, list(slots), (1.0,)).outside_network(teacher, counts, target)
 
 
 def profile_streams(

@@ -36,6 +36,7 @@ from ..search.linking import Link, linked_problem
 from ..slots import Slot, structure_hash
 from .apply import first_channels, pruned_copy
 from .groups import GroupGraph
+from .streams import StreamLayout
 
 __all__ = ["OUTSIDE_SLOT", "PruneSpace", "STREAM_PREFIX", "removed_importance"]
 
@@ -87,11 +88,7 @@ class PruneSpace:
 
     def outside_streams(self) -> list[str]:
         """The streams with layers outside every slot (the stem's output, the head's input)."""
-        paths = [s.path for s in self.slots]
-        return [
-            g for g in self.streams()
-            if any(not any(p == s or p.startswith(s + ".") for s in paths) for p in self.graph.groups[g].paths)
-        ]
+        return StreamLayout(self.graph, [s.path for s in self.slots]).outside_streams()
 
     def inner(self, slot: Slot) -> list[str]:
         return [g.name for g in self.graph.inner(slot.path)]
