@@ -2,7 +2,10 @@
 the student cut to the chosen widths, saved and loaded."""
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -18,10 +21,10 @@ from hant.ops_zoo.pruning import pruned_width
 from hant.ops_zoo.zoo import build_zoo
 from hant.pipeline import Context, RunDir, run_stages
 from hant.pipeline.stages import build_student, chosen_specs, latency_table, selection_problem, selected_streams
-from hant.pipeline.streams import OUTSIDE_SLOT, STREAM_PREFIX, admissible_zoo
+from hant.pipeline.streams import OUTSIDE_SLOT, STREAM_PREFIX, admissible_zoo, stream_problem
 from hant.pruning.importance import weight_importance
 from hant.pruning.streams import StreamLayout
-from hant.search import solve
+from hant.search import Problem, solve
 from hant.slots import discover_slots, get_submodule
 from hant.student import load_student, save_student
 
@@ -164,3 +167,18 @@ def test_offering_stream_widths_invalidates_the_stored_teacher(tmp_path) -> None
     plain = {"identity": {}, "pruned": {"widths": [0.5]}}
     assert config(plain) == config({**plain, "conv_bn_act": {}})  # other zoo changes keep the teacher
     assert config(plain) != config(STREAM_ZOO)  # the stream-reordered teacher is another file
+
+
+def test_export_writes_the_cut_student(stream_run) -> None:
+    out = subprocess.run([sys.executable, "-m", "hant.cli", "export", str(stream_run.run.root)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["format"] == "torchscript" and summary["max_abs_diff_vs_torch_float32"] < 1e-4
+
+
+def test_a_table_without_stream_entries_is_one_clear_error(stream_run) -> None:
+    table = latency_table(stream_run)
+    del table.extra["stream_outside_ms"]
+    with pytest.raises(SearchError, match="no stream-width entries; re-run `hant profile`"):
+        stream_problem(Problem((), 1.0), {}, stream_run.slots, stream_run.stream_layout, table)
