@@ -32,19 +32,17 @@ from ..latency import LatencyCache, LatencyTable, LatencyTarget, profile
 from ..latency.network import OUTSIDE_SUFFIX
 from ..ops_zoo import CandidateSpec, build_candidate
 from ..ops_zoo.families.stream_cut import STREAM_FAMILY, cut_in_shape
-from ..pruning.space import PruneSpace
+from ..pruning.space import OUTSIDE_SLOT, STREAM_PREFIX, PruneSpace
 from ..pruning.streams import StreamLayout
 from ..search import CandidateCost, Problem, SlotChoices
 from ..search.linking import Link, linked_problem
 from ..slots import Slot, discover_slots, get_submodule
 
 __all__ = [
-    "OUTSIDE_SLOT", "STREAM_FAMILY", "STREAM_PREFIX", "admissible_zoo", "profile_streams", "reordered_teacher",
+    "OUTSIDE_SLOT", "STREAM_PREFIX", "admissible_zoo", "profile_streams", "reordered_teacher",
     "stream_counts", "stream_problem", "uses_stream_widths",
 ]
 
-STREAM_PREFIX = "stream:"
-OUTSIDE_SLOT = "outside-slots"
 _ANCHOR = ":stream-anchor"
 
 
