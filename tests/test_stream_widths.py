@@ -182,3 +182,22 @@ def test_a_table_without_stream_entries_is_one_clear_error(stream_run) -> None:
     del table.extra["stream_outside_ms"]
     with pytest.raises(SearchError, match="no stream-width entries; re-run `hant profile`"):
         stream_problem(Problem((), 1.0), {}, stream_run.slots, stream_run.stream_layout, table)
+
+
+def test_candidates_narrowing_a_stream_that_cannot_be_cut_are_not_offered() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10, in_chans=1, replace_stem_pool=True).eval()
+    slots = discover_slots(model, torch.randn(2, 1, 32, 32))
+    layout = StreamLayout.trace(model, (1, 32, 32), [s.path for s in slots])
+    zoo = build_zoo(model, slots, {STREAM_FAMILY: {}})
+    frozen, _ = layout.slot_streams("layer2.0")  # the first stage's stream, read by layer2.0
+    layout.graph.groups[frozen].freeze("a layer hant cannot cut")
+    kept = admissible_zoo(zoo, slots, layout)
+    readers = [s for s in slots if layout.graph.slot_inputs[s.path] == [frozen]]
+    writers = [s for s in slots if layout.graph.slot_outputs[s.path] == [frozen]]
+    assert readers and writers
+    for slot in readers:
+        assert all(s.params["inp"] == slot.in_shape[0] for s in kept[slot.name] if s.family == STREAM_FAMILY)
+    for slot in writers:
+        assert all(s.params["out"] == slot.out_shape[0] for s in kept[slot.name] if s.family == STREAM_FAMILY)
+    assert sum(map(len, kept.values())) < sum(map(len, zoo.values()))
