@@ -17,6 +17,7 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import random
 import tempfile
 import time
@@ -43,6 +44,15 @@ log = logging.getLogger(__name__)
 MAX_INNER = 100_000
 MEASURE_TIME_BUDGET_S = 120.0
 """Default ``time_budget_s`` of :func:`measure`."""
+
+ONEDNN_PRIMITIVE_CACHE = "65536"
+"""oneDNN primitives torch keeps compiled (its default is 1,024). Measured interleaved, 30 networks
+of different operations need more than that, and each evicted convolution is compiled again: torch
+eager efficientnet_b0 at batch 8 ran 13-18 % slower among the search's students than in its own
+table, and 3 % with this capacity (benchmarks/README.md). A deployed network runs alone with all its
+primitives cached, so this is how it is timed. oneDNN reads the variable when it first compiles a
+primitive, so it is set on importing hant's latency package, unless the environment sets it."""
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_PRIMITIVE_CACHE)
 
 
 @contextlib.contextmanager
