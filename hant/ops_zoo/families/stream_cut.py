@@ -81,6 +81,11 @@ def _sides(graph: GroupGraph) -> tuple[str | None, str | None]:
     return one(graph.slot_inputs.get("block", [])), one(graph.slot_outputs.get("block", []))
 
 
+def _inner(graph: GroupGraph) -> dict:
+    """The probe's groups inside the block that can be cut (its inner widths)."""
+    return {n: g for n, g in graph.groups.items() if g.slot == "block" and not g.fixed}
+
+
 def cut_in_shape(spec: CandidateSpec) -> tuple[int, ...]:
     """Per-sample input shape of the cut block a ``stream_cut`` spec deploys."""
     return (int(spec.params["inp"]), *spec.signature.in_shape[1:])
@@ -115,7 +120,7 @@ class StreamCutBlock(CandidateFamily):
             cut = [pruned_width(full, float(f), int(divisor)) for f in fractions if 0.0 < float(f) < 1.0] if group else []
             return list(dict.fromkeys([full, *cut]))
 
-        inner = {n: g for n, g in graph.groups.items() if g.slot == "block" and not g.fixed}
+        inner = _inner(graph)
         inner_opts = [w for w in dict.fromkeys(float(w) for w in widths) if 0.0 < w <= 1.0] if inner else [1.0]
         out, seen = [], set()
         coupled = g_in is not None and g_in == g_out
@@ -142,11 +147,11 @@ class StreamCutBlock(CandidateFamily):
             keeps[g_in] = torch.arange(int(p["inp"]))
         if g_out is not None and g_out != g_in:
             keeps[g_out] = torch.arange(int(p["out"]))
-        inner = {n: g for n, g in graph.groups.items() if g.slot == "block" and not g.fixed}
+        inner = _inner(graph)
+        probe = _Probe(teacher_block, shape[0], out_width)
         if inner and p["width"] < 1.0:
-            probe = _Probe(teacher_block, shape[0], out_width)
             scores = weight_importance(probe, inner.values(), "l1")
             counts = block_keep_counts(inner, float(p["width"]), int(p["divisor"]))
             keeps.update(top_keeps(scores, counts, {n: g.unit for n, g in inner.items()}))
-        cut = pruned_copy(_Probe(teacher_block, shape[0], out_width), graph.groups, keeps).block
+        cut = pruned_copy(probe, graph.groups, keeps).block
         return StreamCut(cut, int(p["inp"]), int(p["out"]), out_width)
