@@ -56,6 +56,7 @@ def test_candidates_read_the_kept_channels_and_zero_the_dropped_ones(resnet) -> 
             assert isinstance(module, StreamCut) and y.shape[1:] == tuple(slot.out_shape)
             torch.testing.assert_close(y[:, : spec.params["out"]], inner)
             assert not y[:, spec.params["out"]:].any()
+    assert not any(m.training for m in model.modules()), "building candidates put the teacher in training mode"
 
 
 def test_a_block_cut_alone_is_the_block_of_the_network_cut_to_the_same_widths(resnet) -> None:

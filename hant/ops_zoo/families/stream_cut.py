@@ -56,6 +56,7 @@ class _Probe(nn.Module):
     def __init__(self, block: nn.Module, c_in: int, c_out: int) -> None:
         super().__init__()
         self.enter, self.block, self.leave = nn.Conv2d(c_in, c_in, 1), block, nn.Conv2d(c_out, c_out, 1)
+        self.train(block.training)  # tracing restores the probe's mode, which must not flip the teacher's block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.leave(self.block(self.enter(x)))
