@@ -372,7 +372,7 @@ S0C2 = ("slots", 0, "candidates", 2)
         (_mutate(("slots",), delete=True), "the problem has no 'slots'"),
         (_mutate(("budget_ms",), delete=True), "the problem has no 'budget_ms'"),
         (_mutate(("budget_ms",), float("nan")), "budget_ms=nan"),
-        (_mutate(("fixed_latency_ms",), -1.0), "fixed_latency_ms=-1.0"),
+        (_mutate(("fixed_latency_ms",), float("inf")), "fixed_latency_ms=inf"),
         (_mutate(("budget",), 3.0), "the problem has unknown field 'budget'"),
     ],
 )

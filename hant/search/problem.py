@@ -52,6 +52,8 @@ class Problem:
     slots: tuple[SlotChoices, ...]
     budget_ms: float
     fixed_latency_ms: float = 0.0
+    """Latency added to every selection. It may be negative: a latency table's calibrated term for the
+    part outside the slots is below zero where the calibration's offset exceeds that part."""
     limits: tuple[ResourceLimit, ...] = ()
     max_changed: int | None = None
 

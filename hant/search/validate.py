@@ -53,7 +53,7 @@ def slot_where(index: int, name: object) -> str:
 
 def _check_header(problem: Problem) -> None:
     check_number(problem.budget_ms, "the problem", "budget_ms", nonnegative=True)
-    check_number(problem.fixed_latency_ms, "the problem", "fixed_latency_ms", nonnegative=True)
+    check_number(problem.fixed_latency_ms, "the problem", "fixed_latency_ms", nonnegative=False)  # a calibration offset may be negative
     k = problem.max_changed
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 0):
         raise SearchError(f"the problem has max_changed={k!r}; it must be a whole number >= 0 (or absent)")
