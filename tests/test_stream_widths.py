@@ -11,8 +11,11 @@ import pytest
 import timm
 import torch
 from tiny import tiny_recipe
+from torch.utils.data import DataLoader, TensorDataset
 
 from hant.config import recipe_from_dict
+from hant.distill.chunk import Job
+from hant.distill.scoring import score_jobs
 from hant.errors import SearchError
 from hant.io import hash_obj, read_json
 from hant.ops_zoo import build_candidate
@@ -21,7 +24,7 @@ from hant.ops_zoo.pruning import pruned_width
 from hant.ops_zoo.zoo import build_zoo
 from hant.pipeline import Context, RunDir, run_stages
 from hant.pipeline.stages import build_student, chosen_specs, latency_table, selection_problem, selected_streams
-from hant.pipeline.streams import OUTSIDE_SLOT, STREAM_PREFIX, admissible_zoo, stream_problem
+from hant.pipeline.streams import OUTSIDE_SLOT, STREAM_PREFIX, admissible_zoo, offered_widths, stream_problem
 from hant.pruning.importance import weight_importance
 from hant.pruning.streams import StreamLayout
 from hant.search import Problem, solve
@@ -57,6 +60,28 @@ def test_candidates_read_the_kept_channels_and_zero_the_dropped_ones(resnet) -> 
             torch.testing.assert_close(y[:, : spec.params["out"]], inner)
             assert not y[:, spec.params["out"]:].any()
     assert not any(m.training for m in model.modules()), "building candidates put the teacher in training mode"
+
+
+def test_a_stream_candidate_is_scored_on_the_channels_it_keeps(resnet) -> None:
+    model, slots, layout = resnet
+    slot = next(s for s in slots if layout.slot_streams(s.path)[1] is not None)
+    zoo = admissible_zoo(build_zoo(model, slots, {STREAM_FAMILY: {}}), slots, layout)
+    spec = next(s for s in zoo[slot.name] if s.family == STREAM_FAMILY and s.params["out"] < slot.out_shape[0])
+    module = build_candidate(spec, get_submodule(model, slot.path)).eval()
+    images = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    loader = DataLoader(TensorDataset(images, torch.zeros(8, dtype=torch.long)), batch_size=4)
+    seen = {}
+    handle = get_submodule(model, slot.path).register_forward_hook(lambda _m, a, out: seen.update(io=(a[0].clone(), out.clone())))
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    x_in, target = seen["io"]
+    with torch.no_grad():
+        out = module(x_in)
+    kept = spec.params["out"]
+    expected = (out[:, :kept] - target[:, :kept]).pow(2).sum() / target.pow(2).sum()
+    got = score_jobs(model, [Job(slot, spec, module)], loader, "nmse", None, torch.device("cpu"))[slot.name, spec.uid]
+    assert got.feature_loss == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_a_block_cut_alone_is_the_block_of_the_network_cut_to_the_same_widths(resnet) -> None:
@@ -141,6 +166,22 @@ def test_the_program_narrows_streams_where_only_that_meets_the_budget(stream_run
     assert any(int(selection.choices[STREAM_PREFIX + g]) < ctx.stream_layout.width(g) for g in ctx.stream_layout.streams())
 
 
+def test_every_offered_stream_width_is_scored_once_and_the_program_charges_it(stream_run) -> None:
+    ctx = stream_run
+    scores, layout = read_json(ctx.run.scores), ctx.stream_layout
+    stream_slots = {s.name: s for s in selection_problem(ctx, latency_table(ctx), 1e9).slots if s.name.startswith(STREAM_PREFIX)}
+    narrowed = 0
+    for g, widths in offered_widths(ctx.zoo, ctx.slots, layout).items():
+        records, full = scores.get(STREAM_PREFIX + g, {}), str(layout.width(g))
+        costs = {c.key: c.score for c in stream_slots[STREAM_PREFIX + g].candidates}
+        assert costs[full] == 0.0
+        for n in widths - {layout.width(g)}:
+            assert records[str(n)]["status"] == "ok"
+            assert costs[str(n)] == pytest.approx(records[str(n)]["score"] - records[full]["score"])
+            narrowed += 1
+    assert narrowed > 0
+
+
 def test_the_student_is_cut_to_the_chosen_widths_and_saved_so(stream_run, tmp_path) -> None:
     ctx = stream_run
     choices = read_json(ctx.run.selection)["choices"]
@@ -182,7 +223,7 @@ def test_a_table_without_stream_entries_is_one_clear_error(stream_run) -> None:
     table = latency_table(stream_run)
     del table.extra["stream_outside_ms"]
     with pytest.raises(SearchError, match="no stream-width entries; re-run `hant profile`"):
-        stream_problem(Problem((), 1.0), {}, stream_run.slots, stream_run.stream_layout, table)
+        stream_problem(Problem((), 1.0), {}, stream_run.slots, stream_run.stream_layout, table, {})
 
 
 def test_candidates_narrowing_a_stream_that_cannot_be_cut_are_not_offered() -> None:

@@ -47,8 +47,8 @@ Numerics = Callable[[Slot, nn.Module], nn.Module]
 """Turns a trained candidate for a slot into the module that computes it as deployed in another
 precision (e.g. quantized and compiled by the target runtime), so it is scored on its real outputs."""
 
-__all__ = ["CandidateRecord", "Numerics", "DistillError", "build_trained_candidate", "candidate_seed", "distill_zoo",
-           "search_score", "weights_path"]
+__all__ = ["CandidateRecord", "Numerics", "DistillError", "build_trained_candidate", "candidate_seed", "distill_device",
+           "distill_zoo", "search_score", "weights_path"]
 
 
 @dataclass
@@ -103,7 +103,8 @@ def _check(cfg: DistillConfig) -> None:
         raise ConfigError(f"unknown distill.score {cfg.score!r}; choose one of {list(SCORES)}")
 
 
-def _device(name: str) -> torch.device:
+def distill_device(name: str) -> torch.device:
+    """The device phase 1 runs on for `distill.device` (``auto``: this process's GPU, else the CPU)."""
     if name == "auto" or (name == "cuda" and torch.cuda.is_available()):
         return local_device()
     device = torch.device(name)
@@ -307,7 +308,7 @@ def distill_zoo(
     _check(cfg)
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    device = distill_device(cfg.device)
     teacher.eval()
     blocks = {s.name: teacher.get_submodule(s.path) for s in slots}
     on_device = teacher if next(teacher.parameters()).device == device else copy.deepcopy(teacher).to(device).eval()

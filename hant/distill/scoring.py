@@ -2,7 +2,9 @@
 
 One teacher forward per validation batch feeds every candidate of a chunk; each candidate's
 output is compared with its slot's teacher output and then, if swap-in scoring is on, pushed
-through the rest of the teacher (see ``swap.py``).
+through the rest of the teacher (see ``swap.py``). A ``stream_cut`` candidate's output takes the
+teacher's values in the stream channels it drops, so that it is scored on the channels it keeps:
+the narrower stream is scored once, for all its blocks (``stream_scores.py``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..config import DistillScore
+from ..ops_zoo.families.stream_cut import STREAM_FAMILY
 from ..slots import Slot
 from .capture import SlotCapture
 from .chunk import Job, unique_slots
@@ -32,6 +35,14 @@ class Scores:
     """Mean KL(teacher ‖ teacher with this slot replaced) per sample, natural log."""
     swap_accuracy: float | None = None
     """Top-1 accuracy (percent) of the teacher with this slot replaced."""
+
+
+def _kept_output(job: Job, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``out`` with the stream channels a ``stream_cut`` candidate drops taken from the teacher's ``target``."""
+    if job.spec.family != STREAM_FAMILY:
+        return out
+    kept = int(job.spec.params["out"])
+    return torch.cat([out[:, :kept], target[:, kept:]], 1)
 
 
 def _shares_memory(a: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -75,7 +86,7 @@ def score_jobs(
             for job in jobs:
                 s = sums[job.slot.name, job.spec.uid]
                 x_in, target = io[job.slot.name]
-                out = job.module(x_in)
+                out = _kept_output(job, job.module(x_in), target)
                 s[0] += (out - target).pow(2).sum().item()
                 s[1] += target.pow(2).sum().item()
                 s[2] += target.numel()

@@ -68,7 +68,8 @@ STAGES: dict[str, Stage] = {
         Stage(
             "distill",
             ("teacher", "zoo"),
-            lambda c: [c.seed, c.recipe.data, c.recipe.distill, *c.data_inputs, *scoring_runtime(c)],
+            lambda c: [c.seed, c.recipe.data, c.recipe.distill, *c.data_inputs, *scoring_runtime(c),
+                       *(["stream widths scored once, after a linear adaptation"] if uses_stream_widths(c.recipe) else [])],
             lambda r: [r.scores],
             stages.stage_distill,
             outputs.check_distill,

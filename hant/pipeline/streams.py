@@ -10,12 +10,15 @@ whole-network calibration over; (3) the program gets one slot per stream (its wi
 outside part, and links every candidate to the widths it assumes (``hant.search.linking``);
 (4) the student is the teacher cut to the chosen widths with the chosen blocks in it.
 
-Scores: a ``stream_cut`` candidate is scored like any other, swapped into the full-width teacher with
-zeros in the channels it drops, so the damage of a stream cut is charged to the blocks that write
-the stream; the stream and outside slots carry latency only.
+Scores: a ``stream_cut`` candidate is scored swapped into the full-width teacher with the teacher's
+values in the stream channels it drops, so it carries only its own damage on the channels it keeps;
+each stream's slot carries the damage of its width once (:func:`stream_records`, the teacher with that
+stream cut after a linear adaptation, ``hant.distill.stream_scores``); the outside slot carries
+latency only.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import statistics
@@ -25,8 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Recipe
+from ..config import DistillConfig, Recipe
 from ..deploy import PrecisionPlan, with_precision
+from ..distill.layerwise import CandidateRecord, distill_device, search_score
+from ..distill.stream_scores import score_streams
 from ..errors import SearchError
 from ..latency import LatencyCache, LatencyTable, LatencyTarget, profile
 from ..latency.network import OUTSIDE_SUFFIX
@@ -39,8 +44,8 @@ from ..search.linking import Link, linked_problem
 from ..slots import Slot, discover_slots, get_submodule
 
 __all__ = [
-    "OUTSIDE_SLOT", "STREAM_PREFIX", "admissible_zoo", "profile_streams", "reordered_teacher",
-    "stream_counts", "stream_problem", "uses_stream_widths",
+    "OUTSIDE_SLOT", "STREAM_PREFIX", "admissible_zoo", "offered_widths", "profile_streams", "reordered_teacher",
+    "stream_counts", "stream_problem", "stream_records", "uses_stream_widths",
 ]
 
 _ANCHOR = ":stream-anchor"
@@ -88,6 +93,39 @@ def admissible_zoo(zoo: Mapping[str, list[CandidateSpec]], slots: Sequence[Slot]
 
 def _stream_specs(zoo: Mapping[str, list[CandidateSpec]], slot: Slot) -> list[CandidateSpec]:
     return [s for s in zoo[slot.name] if s.family == STREAM_FAMILY]
+
+
+def offered_widths(specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot], layout: StreamLayout) -> dict[str, set[int]]:
+    """Stream -> every width that some slot's candidate in ``specs`` assumes for it, the full one included."""
+    widths = {g: {layout.width(g)} for g in layout.streams()}
+    for slot in slots:
+        for g, side in _sides(layout, slot):
+            widths[g] |= {_width(spec, side, slot) for spec in specs[slot.name]}
+    return widths
+
+
+def stream_records(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot], zoo: Mapping[str, list[CandidateSpec]],
+                   train_loader, val_loader, cfg: DistillConfig, teacher_accuracy: float) -> dict[str, dict[str, CandidateRecord]]:
+    """``stream:<group>`` -> kept channels (as text) -> the score record of the teacher with that stream cut
+    to them (:func:`hant.distill.stream_scores.score_streams`); the full width is the teacher itself."""
+    device = distill_device(cfg.device)
+    on_device = copy.deepcopy(teacher).to(device).eval()
+    widths = offered_widths(zoo, slots, layout)
+    scored = score_streams(on_device, layout, slots, widths, train_loader, val_loader, device)
+    out: dict[str, dict[str, CandidateRecord]] = {}
+    for g, ns in widths.items():
+        name = STREAM_PREFIX + g
+        full = CandidateRecord(name, str(layout.width(g)), f"{g}={layout.width(g)}", "exact", 0.0, feature_loss=0.0,
+                               swap_kl=0.0, swap_accuracy=teacher_accuracy)
+        records = {full.key: full}
+        for n, sc in scored.get(g, {}).items():
+            records[str(n)] = CandidateRecord(name, str(n), f"{g}={n}", "ok", feature_loss=sc.feature_loss,
+                                              swap_kl=sc.swap_kl, swap_accuracy=sc.swap_accuracy)
+        for rec in records.values():
+            rec.score = search_score(rec, cfg.score)
+        if len(ns) > 1:
+            out[name] = records
+    return out
 
 
 def _outside_widths(zoo: Mapping[str, list[CandidateSpec]], slots: Sequence[Slot], layout: StreamLayout) -> dict[str, list[int]]:
@@ -159,25 +197,25 @@ def profile_streams(
     fixed, scale, raw = table.extra["fixed_ms"], table.extra["block_scale"], table.extra["outside_raw_ms"]
     full_ms = stats[full_key].median_ms
     table.extra["stream_outside_ms"] = {
-        combo: max(0.0, fixed - scale * raw * (1.0 - stats[key].median_ms / full_ms)) for combo, key in outside_keys.items()
+        combo: fixed - scale * raw * (1.0 - stats[key].median_ms / full_ms) for combo, key in outside_keys.items()
     }
     table.extra["stream_drift"] = drift
     return hits
 
 
 def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot],
-                   layout: StreamLayout, table: LatencyTable) -> Problem:
+                   layout: StreamLayout, table: LatencyTable, stream_scores: Mapping[str, Mapping[int, float]]) -> Problem:
     """``problem`` (whose slot ``s`` has one candidate per ``specs[s]``, in order) with a slot per stream
-    choosing its width, the outside part as one more slot, and the links that make them agree."""
+    choosing its width, scored by ``stream_scores`` (stream -> width -> score, relative to the full
+    width; every narrower width the candidates offer must have one), the outside part as one more slot,
+    and the links that make them agree."""
     if "stream_outside_ms" not in table.extra:
         raise SearchError("the latency table has no stream-width entries; re-run `hant profile` with stream_cut in the zoo")
     links: list[Link] = []
-    options = {g: {layout.width(g)} for g in layout.streams()}
+    options = offered_widths(specs, slots, layout)
     for slot in slots:
         for g, side in _sides(layout, slot):
-            tags = tuple(str(_width(spec, side, slot)) for spec in specs[slot.name])
-            options[g] |= {int(t) for t in tags}
-            links.append(Link(slot.name, STREAM_PREFIX + g, tags))
+            links.append(Link(slot.name, STREAM_PREFIX + g, tuple(str(_width(spec, side, slot)) for spec in specs[slot.name])))
     outside, tags_of = [], {g: [] for g in layout.outside_streams()}
     for combo, ms in table.extra["stream_outside_ms"].items():
         counts = {} if combo == "teacher" else {g: int(n) for g, _, n in (p.partition("=") for p in combo.split(","))}
@@ -186,7 +224,14 @@ def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]
             tags_of[g].append(str(counts.get(g, layout.width(g))))
             options[g].add(int(tags_of[g][-1]))
     links += [Link(OUTSIDE_SLOT, STREAM_PREFIX + g, tuple(t)) for g, t in tags_of.items()]
-    streams = [SlotChoices(STREAM_PREFIX + g, tuple(CandidateCost(str(n), 0.0, 0.0) for n in sorted(ns, reverse=True)))
+    missing = [f"{g}={n}" for g, ns in options.items() for n in ns if n < layout.width(g) and n not in stream_scores.get(g, {})]
+    if missing:
+        raise SearchError(f"no score for stream width {missing[0]}; re-run `hant distill` with stream_cut in the zoo")
+
+    def score(g: str, n: int) -> float:
+        return 0.0 if n == layout.width(g) else float(stream_scores[g][n])
+
+    streams = [SlotChoices(STREAM_PREFIX + g, tuple(CandidateCost(str(n), 0.0, score(g, n)) for n in sorted(ns, reverse=True)))
                for g, ns in options.items()]
     slots_all = (*problem.slots, SlotChoices(OUTSIDE_SLOT, tuple(outside)), *streams)
     return linked_problem(dataclasses.replace(problem, slots=slots_all, fixed_latency_ms=0.0), links)
