@@ -8,7 +8,7 @@ import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from hant.distill.stream_scores import score_streams, stream_points
+from hant.distill.stream_scores import compensated, score_streams, stream_points
 from hant.pruning.streams import StreamLayout
 from hant.slots import discover_slots, get_submodule
 
@@ -74,3 +74,23 @@ def test_widths_that_are_not_narrower_are_not_scored(resnet) -> None:
     g = layout.streams()[0]
     assert score_streams(model, layout, slots, {g: [layout.width(g)]}, _loader(16, 0), _loader(16, 1),
                          torch.device("cpu")) == {}
+
+
+def test_the_head_compensates_for_a_cut_stream_as_it_was_scored(resnet) -> None:
+    model, slots, layout = resnet
+    model = copy.deepcopy(model)
+    g = layout.slot_streams("layer4.1")[1]
+    _duplicate_second_half(model, ["layer4.0.conv2", "layer4.0.bn2", "layer4.0.downsample.0", "layer4.0.downsample.1",
+                                   "layer4.1.conv2", "layer4.1.bn2"])
+    counts = {g: layout.width(g) // 2}
+    x = next(iter(_loader(16, 1)))[0]
+    with torch.no_grad():
+        ref = model(x)
+        plain = layout.cut(model, counts)(x)
+        folded_teacher = compensated(model, layout, slots, counts, _loader(640, 0), torch.device("cpu"), fit_batches=40)
+        folded = layout.cut(folded_teacher, counts)(x)
+    assert not torch.allclose(plain, ref, atol=1e-3)  # the classifier lost half its inputs
+    torch.testing.assert_close(folded, ref, atol=1e-3, rtol=1e-3)
+    for name, p in model.named_parameters():  # only layers outside the slots change
+        if not name.startswith("fc."):
+            torch.testing.assert_close(p, folded_teacher.get_parameter(name))

@@ -10,12 +10,16 @@ during fine-tuning, so only what it cannot predict counts as lost. The teacher s
 as a swapped-in candidate is: its KL divergence from the teacher, its accuracy, and the fraction of
 the stream's energy the prediction misses.
 
-Zeroing the channels instead, as a single swapped-in block sees them, charged a quarter of the first
+The blocks that read a cut stream are phase-1 candidates that learned to do without the dropped
+channels; the layers outside the slots that read it (a classifier, a head convolution) learned
+nothing, so :func:`compensated` folds the same prediction into their weights before the student is
+cut. Zeroing the channels instead, as a single swapped-in block sees them, charged a quarter of the first
 ResNet-18 stream 9-10 points of swap-in error at each of its three readers, where fine-tuned students
 lose about one point for the whole cut (``docs/stream_widths.md``).
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -29,7 +33,7 @@ from ..pruning.streams import StreamLayout
 from ..slots import Slot, get_submodule
 from .scoring import Scores
 
-__all__ = ["FIT_BATCHES", "RIDGE", "stream_points", "score_streams"]
+__all__ = ["FIT_BATCHES", "RIDGE", "compensated", "stream_points", "score_streams"]
 
 FIT_BATCHES = 8
 """Training batches whose activations the per-point least-squares predictions are fitted on."""
@@ -155,3 +159,48 @@ def score_streams(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot
             predictors = {p: _predictor(grams[p], n).to(device) for p in points[g]}
             out[g][n] = _cut_scores(teacher, points[g], predictors, n, reference, val_loader, device)
     return out
+
+
+def _outside_consumers(layout: StreamLayout, stream: str) -> list[str]:
+    """Layers outside every slot whose input channels are ``stream``."""
+    def inside(path: str) -> bool:
+        return any(path == s or path.startswith(s + ".") for s in layout.slot_paths)
+    return [p for p in layout.graph.groups[stream].consumers if not inside(p)]
+
+
+def _fold(layer: nn.Module, predictor: torch.Tensor, kept: int) -> None:
+    """Make ``layer`` (a linear layer or an ungrouped convolution reading the stream) compute on its
+    first ``kept`` input channels what it computed with the rest predicted from them."""
+    w = layer.weight.data
+    p = predictor.to(w.dtype)
+    drop = w[:, kept:]
+    w[:, :kept] += torch.einsum("od...,kd->ok...", drop, p[:-1])
+    if layer.bias is not None:  # the prediction's constant; a convolution's is exact away from its padding
+        layer.bias.data += torch.einsum("od...,d->o", drop, p[-1])
+
+
+@torch.no_grad()
+def compensated(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot], counts: Mapping[str, int],
+                loader: DataLoader, device: torch.device, fit_batches: int = FIT_BATCHES) -> nn.Module:
+    """A copy of ``teacher`` in which every layer outside the slots that reads a stream cut by ``counts``
+    computes from the kept channels what it computed from all of them, the dropped ones predicted by
+    least squares from the stream's last slot output (as :func:`score_streams` scores the cut).
+    Cutting the copy to ``counts`` then loses only what the prediction misses. A convolution
+    without a bias gets no constant term, and grouped convolutions are left as they are."""
+    model = copy.deepcopy(teacher).eval()
+    points = stream_points(layout, slots)
+    order = {s.path: i for i, s in enumerate(slots)}
+    folds = []
+    for g, n in counts.items():
+        outs = [p for p in points.get(g, []) if p[1] == "out"]
+        layers = [get_submodule(model, path) for path in _outside_consumers(layout, g)]
+        layers = [m for m in layers if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+        if n < layout.width(g) and outs and layers:
+            folds.append((max(outs, key=lambda p: order[p[0]]), layers, n))
+    if folds:
+        grams = _grams(model.to(device), [point for point, _, _ in folds], loader, fit_batches, device)
+        for point, layers, n in folds:
+            predictor = _predictor(grams[point], n)
+            for layer in layers:
+                _fold(layer, predictor, n)
+    return model.cpu()

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ..deploy import PrecisionPlan, deployed_module, split_precision, with_precision
-from ..distill.layerwise import Numerics, build_trained_candidate, distill_zoo
+from ..distill.layerwise import Numerics, build_trained_candidate, distill_device, distill_zoo
+from ..distill.stream_scores import compensated
 from ..distill.trainer import evaluate, train_classifier
 from ..distributed import is_main
 from ..errors import HantError
@@ -302,10 +303,15 @@ def selected_streams(ctx: Context, choices: dict[str, str]) -> dict[str, int] | 
 
 
 def build_student(ctx: Context, choices: dict[str, str]) -> torch.nn.Module:
-    """The student a selection describes, with the chosen candidates' phase-1 weights."""
+    """The student a selection describes, with the chosen candidates' phase-1 weights; on cut streams, the
+    layers outside the slots that read them compensate for the dropped channels (as the streams were scored)."""
     specs = chosen_specs(ctx, choices)
-    return assemble_student(ctx.teacher, ctx.slots, specs, trained_candidates(ctx, specs),
-                            selected_streams(ctx, choices), ctx.input_shape)
+    streams = selected_streams(ctx, choices)
+    teacher = ctx.teacher
+    if streams:
+        teacher = compensated(teacher, ctx.stream_layout, ctx.slots, streams,
+                              ctx.calibration_loader(ctx.recipe.data.batch_size), distill_device(ctx.recipe.distill.device))
+    return assemble_student(teacher, ctx.slots, specs, trained_candidates(ctx, specs), streams, ctx.input_shape)
 
 
 def reference_teacher_ms(table: LatencyTable) -> float:
