@@ -48,6 +48,7 @@ from hant.io import read_json, write_json
 from hant.pipeline.context import Context
 from hant.pipeline.rundir import RunDir
 from hant.pipeline.stages import build_student, finetune_student, latency_table, reference_teacher_ms, selection_problem
+from hant.pipeline.streams import STREAM_PREFIX
 from hant.search import Problem, SlotChoices, solve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +111,10 @@ def score_sums(ctx: Context, choices: Mapping[str, str]) -> dict[str, float | No
     for name, score_of in SCORES.items():
         values = []
         for slot, key in choices.items():
-            if slot not in records:  # the program's stream and outside slots carry no score
+            if slot not in records:  # the program's outside slot carries no score
+                continue
+            if slot.startswith(STREAM_PREFIX):  # a stream's width: one record per width, in no precision
+                values.append(score_of(records[slot][key]))
                 continue
             op, precision = split_precision(key, default)
             values.append(score_of(records[slot][with_precision(op, precision, "float32")]))

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -243,3 +244,19 @@ def test_candidates_narrowing_a_stream_that_cannot_be_cut_are_not_offered() -> N
     for slot in writers:
         assert all(s.params["out"] == slot.out_shape[0] for s in kept[slot.name] if s.family == STREAM_FAMILY)
     assert sum(map(len, kept.values())) < sum(map(len, zoo.values()))
+
+
+def test_score_sums_of_a_stream_selection_count_the_stream_widths(stream_run) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import score_predictiveness as sp
+
+    choices = read_json(stream_run.run.selection)["choices"]
+    layout = stream_run.stream_layout
+    full = {**choices, **{STREAM_PREFIX + g: str(layout.width(g)) for g in layout.streams()}}
+    g = next(g for g, ws in offered_widths(stream_run.zoo, stream_run.slots, layout).items() if len(ws) > 1)
+    narrow = {**full, STREAM_PREFIX + g: str(min(offered_widths(stream_run.zoo, stream_run.slots, layout)[g]))}
+    records = read_json(stream_run.run.scores)[STREAM_PREFIX + g]
+    for name in ("swap_kl", "swap_error"):
+        delta = sp.score_sums(stream_run, narrow)[name] - sp.score_sums(stream_run, full)[name]
+        assert delta == pytest.approx(sp.SCORES[name](records[narrow[STREAM_PREFIX + g]])
+                                      - sp.SCORES[name](records[str(layout.width(g))]))

@@ -38,8 +38,8 @@ from .calibration_data import needs_calibration, run_precisions, task_calibratio
 from .context import Context
 from .profiling import slot_options
 from .streams import (
-    STREAM_PREFIX, admissible_zoo, profile_streams, reordered_teacher, stream_counts, stream_problem, stream_records,
-    uses_stream_widths,
+    admissible_zoo, profile_streams, reordered_teacher, stream_counts, stream_problem, stream_records,
+    uses_stream_widths, width_scores,
 )
 from .report import write_report
 
@@ -179,8 +179,9 @@ def stage_distill(ctx: Context) -> dict:
         )
     if uses_stream_widths(ctx.recipe):
         accuracy = next(r.swap_accuracy for recs in records.values() for r in recs.values() if r.status == "exact")
-        records.update(stream_records(ctx.teacher, ctx.stream_layout, ctx.slots, ctx.zoo, ctx.calibration_loader(ctx.recipe.data.batch_size),
-                                      ctx.eval_loader("val"), ctx.recipe.distill, accuracy))
+        fit = ctx.calibration_loader(ctx.recipe.data.batch_size)
+        records.update(stream_records(ctx.teacher, ctx.stream_layout, ctx.slots, ctx.zoo, fit, ctx.eval_loader("val"),
+                                      ctx.recipe.distill, accuracy))
     if is_main():
         write_json(ctx.run.scores, {s: {k: dataclasses.asdict(r) for k, r in recs.items()} for s, recs in records.items()})
     failed = [f"{r.slot}:{r.key}" for recs in records.values() for r in recs.values() if r.status == "failed"]
@@ -240,21 +241,9 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
         offered[slot.name] = specs
     problem = Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
     if uses_stream_widths(ctx.recipe):
-        return stream_problem(problem, offered, ctx.slots, ctx.stream_layout, table, stream_scores(ctx, scores, score_of))
+        return stream_problem(problem, offered, ctx.slots, ctx.stream_layout, table,
+                              width_scores(scores, ctx.stream_layout, score_of))
     return problem
-
-
-def stream_scores(ctx: Context, scores: Mapping[str, Mapping[str, Any]],
-                  score_of: Callable[[Mapping[str, Any]], float | None]) -> dict[str, dict[int, float]]:
-    """Stream -> width -> ``score_of`` of the teacher with that stream cut, less the teacher's own."""
-    out: dict[str, dict[int, float]] = {}
-    for g in ctx.stream_layout.streams():
-        records = scores.get(STREAM_PREFIX + g, {})
-        full = records.get(str(ctx.stream_layout.width(g)))
-        base = score_of(full) if full is not None else None
-        out[g] = {int(n): value - base for n, rec in records.items()
-                  if base is not None and rec["status"] == "ok" and (value := score_of(rec)) is not None}
-    return out
 
 
 def network_calibration(ctx: Context, names: list[str]) -> dict | None:

@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import itertools
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from ..slots import Slot, discover_slots, get_submodule
 
 __all__ = [
     "OUTSIDE_SLOT", "STREAM_PREFIX", "admissible_zoo", "offered_widths", "profile_streams", "reordered_teacher",
-    "stream_counts", "stream_problem", "stream_records", "uses_stream_widths",
+    "stream_counts", "stream_problem", "stream_records", "uses_stream_widths", "width_scores",
 ]
 
 _ANCHOR = ":stream-anchor"
@@ -95,7 +95,8 @@ def _stream_specs(zoo: Mapping[str, list[CandidateSpec]], slot: Slot) -> list[Ca
     return [s for s in zoo[slot.name] if s.family == STREAM_FAMILY]
 
 
-def offered_widths(specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot], layout: StreamLayout) -> dict[str, set[int]]:
+def offered_widths(specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot],
+                   layout: StreamLayout) -> dict[str, set[int]]:
     """Stream -> every width that some slot's candidate in ``specs`` assumes for it, the full one included."""
     widths = {g: {layout.width(g)} for g in layout.streams()}
     for slot in slots:
@@ -104,14 +105,16 @@ def offered_widths(specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence
     return widths
 
 
-def stream_records(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot], zoo: Mapping[str, list[CandidateSpec]],
-                   train_loader, val_loader, cfg: DistillConfig, teacher_accuracy: float) -> dict[str, dict[str, CandidateRecord]]:
+def stream_records(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot],
+                   zoo: Mapping[str, list[CandidateSpec]], fit_loader, val_loader, cfg: DistillConfig,
+                   teacher_accuracy: float) -> dict[str, dict[str, CandidateRecord]]:
     """``stream:<group>`` -> kept channels (as text) -> the score record of the teacher with that stream cut
-    to them (:func:`hant.distill.stream_scores.score_streams`); the full width is the teacher itself."""
+    to them (:func:`hant.distill.stream_scores.score_streams`, its predictions fitted on ``fit_loader``);
+    the full width is the teacher itself."""
     device = distill_device(cfg.device)
     on_device = copy.deepcopy(teacher).to(device).eval()
     widths = offered_widths(zoo, slots, layout)
-    scored = score_streams(on_device, layout, slots, widths, train_loader, val_loader, device)
+    scored = score_streams(on_device, layout, slots, widths, fit_loader, val_loader, device)
     out: dict[str, dict[str, CandidateRecord]] = {}
     for g, ns in widths.items():
         name = STREAM_PREFIX + g
@@ -128,14 +131,23 @@ def stream_records(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slo
     return out
 
 
+def width_scores(scores: Mapping[str, Mapping[str, Mapping]], layout: StreamLayout,
+                 score_of: Callable[[Mapping], float | None]) -> dict[str, dict[int, float]]:
+    """Stream -> width -> ``score_of`` of its record in ``scores`` (``scores.json``), less the full width's."""
+    out: dict[str, dict[int, float]] = {}
+    for g in layout.streams():
+        records = scores.get(STREAM_PREFIX + g, {})
+        full = records.get(str(layout.width(g)))
+        base = score_of(full) if full is not None else None
+        out[g] = {int(n): value - base for n, rec in records.items()
+                  if base is not None and rec["status"] == "ok" and (value := score_of(rec)) is not None}
+    return out
+
+
 def _outside_widths(zoo: Mapping[str, list[CandidateSpec]], slots: Sequence[Slot], layout: StreamLayout) -> dict[str, list[int]]:
     """Per stream the part outside the slots touches: the widths the slots' candidates offer, full first."""
-    widths = {g: {layout.width(g)} for g in layout.outside_streams()}
-    for slot in slots:
-        for g, side in _sides(layout, slot):
-            if g in widths:
-                widths[g] |= {_width(s, side, slot) for s in zoo[slot.name]}
-    return {g: sorted(ws, reverse=True) for g, ws in widths.items()}
+    offered = offered_widths(zoo, slots, layout)
+    return {g: sorted(offered[g], reverse=True) for g in layout.outside_streams()}
 
 
 def _combo_key(counts: Mapping[str, int]) -> str:
@@ -204,7 +216,8 @@ def profile_streams(
 
 
 def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]], slots: Sequence[Slot],
-                   layout: StreamLayout, table: LatencyTable, stream_scores: Mapping[str, Mapping[int, float]]) -> Problem:
+                   layout: StreamLayout, table: LatencyTable,
+                   stream_scores: Mapping[str, Mapping[int, float]]) -> Problem:
     """``problem`` (whose slot ``s`` has one candidate per ``specs[s]``, in order) with a slot per stream
     choosing its width, scored by ``stream_scores`` (stream -> width -> score, relative to the full
     width; every narrower width the candidates offer must have one), the outside part as one more slot,
@@ -215,7 +228,8 @@ def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]
     options = offered_widths(specs, slots, layout)
     for slot in slots:
         for g, side in _sides(layout, slot):
-            links.append(Link(slot.name, STREAM_PREFIX + g, tuple(str(_width(spec, side, slot)) for spec in specs[slot.name])))
+            tags = tuple(str(_width(spec, side, slot)) for spec in specs[slot.name])
+            links.append(Link(slot.name, STREAM_PREFIX + g, tags))
     outside, tags_of = [], {g: [] for g in layout.outside_streams()}
     for combo, ms in table.extra["stream_outside_ms"].items():
         counts = {} if combo == "teacher" else {g: int(n) for g, _, n in (p.partition("=") for p in combo.split(","))}
@@ -224,14 +238,16 @@ def stream_problem(problem: Problem, specs: Mapping[str, Sequence[CandidateSpec]
             tags_of[g].append(str(counts.get(g, layout.width(g))))
             options[g].add(int(tags_of[g][-1]))
     links += [Link(OUTSIDE_SLOT, STREAM_PREFIX + g, tuple(t)) for g, t in tags_of.items()]
-    missing = [f"{g}={n}" for g, ns in options.items() for n in ns if n < layout.width(g) and n not in stream_scores.get(g, {})]
+    missing = [f"{g}={n}" for g, ns in options.items() for n in ns
+               if n < layout.width(g) and n not in stream_scores.get(g, {})]
     if missing:
         raise SearchError(f"no score for stream width {missing[0]}; re-run `hant distill` with stream_cut in the zoo")
 
     def score(g: str, n: int) -> float:
         return 0.0 if n == layout.width(g) else float(stream_scores[g][n])
 
-    streams = [SlotChoices(STREAM_PREFIX + g, tuple(CandidateCost(str(n), 0.0, score(g, n)) for n in sorted(ns, reverse=True)))
+    streams = [SlotChoices(STREAM_PREFIX + g, tuple(CandidateCost(str(n), 0.0, score(g, n))
+                                                    for n in sorted(ns, reverse=True)))
                for g, ns in options.items()]
     slots_all = (*problem.slots, SlotChoices(OUTSIDE_SLOT, tuple(outside)), *streams)
     return linked_problem(dataclasses.replace(problem, slots=slots_all, fixed_latency_ms=0.0), links)
