@@ -161,13 +161,6 @@ def score_streams(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot
     return out
 
 
-def _outside_consumers(layout: StreamLayout, stream: str) -> list[str]:
-    """Layers outside every slot whose input channels are ``stream``."""
-    def inside(path: str) -> bool:
-        return any(path == s or path.startswith(s + ".") for s in layout.slot_paths)
-    return [p for p in layout.graph.groups[stream].consumers if not inside(p)]
-
-
 def _fold(layer: nn.Module, predictor: torch.Tensor, kept: int) -> None:
     """Make ``layer`` (a linear layer or an ungrouped convolution reading the stream) compute on its
     first ``kept`` input channels what it computed with the rest predicted from them."""
@@ -193,7 +186,7 @@ def compensated(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slot],
     folds = []
     for g, n in counts.items():
         outs = [p for p in points.get(g, []) if p[1] == "out"]
-        layers = [get_submodule(model, path) for path in _outside_consumers(layout, g)]
+        layers = [get_submodule(model, path) for path in layout.outside_consumers(g)]
         layers = [m for m in layers if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
         if n < layout.width(g) and outs and layers:
             folds.append((max(outs, key=lambda p: order[p[0]]), layers, n))

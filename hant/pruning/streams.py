@@ -46,11 +46,16 @@ class StreamLayout:
         return (self._side(self.graph.slot_inputs.get(slot_path, [])),
                 self._side(self.graph.slot_outputs.get(slot_path, [])))
 
+    def _inside(self, path: str) -> bool:
+        return any(path == s or path.startswith(s + ".") for s in self.slot_paths)
+
     def outside_streams(self) -> list[str]:
         """The streams with layers outside every slot (the stem's output, the head's input)."""
-        def inside(p: str) -> bool:
-            return any(p == s or p.startswith(s + ".") for s in self.slot_paths)
-        return [g for g in self.streams() if any(not inside(p) for p in self.graph.groups[g].paths)]
+        return [g for g in self.streams() if any(not self._inside(p) for p in self.graph.groups[g].paths)]
+
+    def outside_consumers(self, stream: str) -> list[str]:
+        """Layers outside every slot whose input channels are ``stream`` (a classifier, a head convolution)."""
+        return [p for p in self.graph.groups[stream].consumers if not self._inside(p)]
 
     def reordered(self, model: nn.Module) -> nn.Module:
         """``model`` (the traced network, or one of its architecture) with every stream's channels sorted
