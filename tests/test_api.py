@@ -73,10 +73,15 @@ def test_optimize_measures_the_student_within_budget_and_reports_accuracy(api_ru
     result, _ = api_run
     report = result.report
     assert report == read_json(RunDir(result.run_dir).report_json)
-    # the search measured the student within budget beside the teacher; the report measures both again,
-    # and on this millisecond-sized model its verdict can flip on a busy machine, so it must only agree
-    # with its own numbers
-    assert RunDir(result.run_dir).stage_record("search")["summary"]["within_budget"]
+    # on this millisecond-sized model a measured verdict can flip on a busy machine (CI runs two test
+    # workers on two cores), so the search's and the report's verdicts must agree with their own numbers,
+    # and every round's selection must fit the budget the solver was given; test_fit_measured checks the
+    # tightening that brings a measured student within its limit
+    run = RunDir(result.run_dir)
+    search = run.stage_record("search")["summary"]
+    assert search["within_budget"] == (search["measured_ms"] <= search["measured_limit_ms"])
+    rounds = read_json(run.selection)["verify_rounds"]
+    assert rounds and all(r["predicted_ms"] <= r["solver_budget_ms"] * (1 + 1e-9) for r in rounds)
     assert report["within_budget"] == (report["student"]["latency_ms"] <= report["budget_ms"])
     assert report["teacher"]["model"] == "SmallResNet" and report["teacher"]["accuracy"] > 80
     assert report["student"]["accuracy"] > 50
