@@ -19,9 +19,10 @@ TEACHER = convs(12)
 
 
 def fit(first_budget: float, rounds: int = 4, **kwargs):
-    """Networks of ``round(budget)`` convolutions against a limit of half the 12-conv teacher."""
+    """Networks of ``round(budget)`` convolutions against a limit of 0.46 of the 12-conv teacher: 5.5
+    convolutions, so that no network sits on the limit (5 measure 9 % under it, 6 measure 9 % over)."""
     return fit_measured(lambda b: (round(b), convs(round(b))), TEACHER, (32, 24, 24), TARGET, first_budget,
-                        lambda teacher_ms: 0.5 * teacher_ms, rounds=rounds, time_budget_s=1.0, **kwargs)
+                        lambda teacher_ms: 0.46 * teacher_ms, rounds=rounds, time_budget_s=1.0, **kwargs)
 
 
 def test_a_network_far_under_its_limit_gets_a_higher_budget() -> None:
@@ -42,4 +43,4 @@ def test_a_miss_tightens_the_budget_and_a_network_within_is_kept() -> None:
     assert not result.rounds[0]["within"]
     assert result.rounds[1]["budget_ms"] < result.rounds[0]["budget_ms"]
     kept = chosen_round(result.rounds)
-    assert kept["within"] and result.result <= 7
+    assert kept["within"] and result.result <= 6
