@@ -260,6 +260,11 @@ class SearchConfig:
     """Times the assembled student is measured end to end and the budget tightened if it is over."""
     margin: float = ranged(0.03, low=0, high=1, high_open=True)
     """Fraction of the budget kept free when verifying, against measurement noise."""
+    teacher_floor: bool = True
+    """No candidate is credited with beating the teacher's own block: a slot's scores are floored at
+    its ``keep`` score and a stream width's change at zero. With ``swap_error`` a quarter of the
+    candidates score a little below the teacher by chance (the noise of one validation split), and
+    the program would spend those gains on cutting more; a no-op for ``nmse`` and ``swap_kl``."""
 
 
 @dataclass

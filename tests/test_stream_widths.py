@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -178,9 +179,29 @@ def test_every_offered_stream_width_is_scored_once_and_the_program_charges_it(st
         assert costs[full] == 0.0
         for n in widths - {layout.width(g)}:
             assert records[str(n)]["status"] == "ok"
-            assert costs[str(n)] == pytest.approx(records[str(n)]["score"] - records[full]["score"])
+            assert costs[str(n)] == pytest.approx(max(records[str(n)]["score"] - records[full]["score"], 0.0))
             narrowed += 1
     assert narrowed > 0
+
+
+def test_no_candidate_or_stream_width_is_credited_with_beating_the_teacher(stream_run) -> None:
+    """A score that ranks every change above the teacher (as ``swap_error``'s noise does for some) is
+    floored at the teacher's block and the full stream width; with ``teacher_floor`` off it is not."""
+    def flipped(rec):
+        return -1.0 - rec["score"] if rec["status"] == "ok" else rec["score"]
+
+    table = latency_table(stream_run)
+    unfloored = Context(replace(stream_run.recipe, search=replace(stream_run.recipe.search, teacher_floor=False)), stream_run.run)
+    for ctx, floored in ((stream_run, True), (unfloored, False)):
+        problem = selection_problem(ctx, table, 1e9, flipped)
+        below = [c for slot in problem.slots for c in slot.candidates if c.key != "keep" and c.score < 0]
+        kept = [c for slot in problem.slots for c in slot.candidates if c.key == "keep"]
+        assert kept and all(c.score == 0.0 for c in kept)
+        assert not below if floored else below
+        if floored:
+            changed = [c for slot in problem.slots if not slot.name.startswith((STREAM_PREFIX, OUTSIDE_SLOT))
+                       for c in slot.candidates if c.key != "keep"]
+            assert changed and all(c.score == 0.0 for c in changed)
 
 
 def test_the_student_is_cut_to_the_chosen_widths_and_saved_so(stream_run, tmp_path) -> None:

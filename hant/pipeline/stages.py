@@ -221,19 +221,24 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
     target's dtype, so a student wholly in the target's precision has the plain keys. ``score_of``
     maps a candidate's score record to what the program minimises (default: its ``score``, the one
     ``distill.score`` names); a candidate it gives None is left out. With ``stream_cut`` in the zoo the
-    program also chooses every stream's width (:func:`~hant.pipeline.streams.stream_problem`)."""
+    program also chooses every stream's width (:func:`~hant.pipeline.streams.stream_problem`). With
+    ``search.teacher_floor`` no score is below the teacher's block's (its float32 ``keep`` record)."""
     score_of = score_of or (lambda rec: rec["score"])
     scores = read_json(ctx.run.scores)
     default = ctx.recipe.target.dtype
+    floored = ctx.recipe.search.teacher_floor
     slots, offered = [], {}
     for slot in ctx.slots:
         costs, specs = [], []
+        floor = teacher_score(scores[slot.name], score_of) if floored else None
         for spec in ctx.zoo[slot.name]:
             for precision in run_precisions(ctx):
                 rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
                 score = None if rec is None or rec["status"] == "failed" else score_of(rec)
                 if score is None:
                     continue
+                if floor is not None:
+                    score = max(score, floor)
                 latency = table.slot_option_ms(slot.path, with_precision(spec.uid, precision, default), precision)
                 costs.append(CandidateCost(with_precision(spec.key, precision, default), latency, score))
                 specs.append(spec)
@@ -242,8 +247,14 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
     problem = Problem(tuple(slots), budget_ms, table.extra["fixed_ms"])
     if uses_stream_widths(ctx.recipe):
         return stream_problem(problem, offered, ctx.slots, ctx.stream_layout, table,
-                              width_scores(scores, ctx.stream_layout, score_of))
+                              width_scores(scores, ctx.stream_layout, score_of, floored))
     return problem
+
+
+def teacher_score(records: Mapping[str, Mapping[str, Any]], score_of: Callable[[Mapping[str, Any]], float | None]) -> float | None:
+    """``score_of`` of a slot's float32 ``keep`` record (the teacher's own block), None without one."""
+    rec = records.get("keep")
+    return None if rec is None or rec["status"] == "failed" else score_of(rec)
 
 
 def network_calibration(ctx: Context, names: list[str]) -> dict | None:

@@ -132,14 +132,15 @@ def stream_records(teacher: nn.Module, layout: StreamLayout, slots: Sequence[Slo
 
 
 def width_scores(scores: Mapping[str, Mapping[str, Mapping]], layout: StreamLayout,
-                 score_of: Callable[[Mapping], float | None]) -> dict[str, dict[int, float]]:
-    """Stream -> width -> ``score_of`` of its record in ``scores`` (``scores.json``), less the full width's."""
+                 score_of: Callable[[Mapping], float | None], floor: bool = False) -> dict[str, dict[int, float]]:
+    """Stream -> width -> ``score_of`` of its record in ``scores`` (``scores.json``), less the full width's;
+    with ``floor`` no narrower width scores below the full one."""
     out: dict[str, dict[int, float]] = {}
     for g in layout.streams():
         records = scores.get(STREAM_PREFIX + g, {})
         full = records.get(str(layout.width(g)))
         base = score_of(full) if full is not None else None
-        out[g] = {int(n): value - base for n, rec in records.items()
+        out[g] = {int(n): max(value - base, 0.0) if floor else value - base for n, rec in records.items()
                   if base is not None and rec["status"] == "ok" and (value := score_of(rec)) is not None}
     return out
 
