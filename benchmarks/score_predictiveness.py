@@ -18,7 +18,8 @@ the rank correlation of each score with those accuracies says how well it orders
 
 Accuracy is torch's float32 numerics of the students (the deployed precision's shift is what
 ``hant run``'s report measures). The last printed line is a JSON summary; the whole result goes to
-``--out``.
+``--out``. ``--scores`` restricts which scores' picks are drawn; ``--no-teacher-floor`` turns
+``search.teacher_floor`` off, so the same distillation's picks with and without it compare.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/score_predictiveness.py --run RUN_DIR \\
         [--budgets 0.35,0.45,0.55] [--students-per-budget 8] [--candidates 16]
@@ -78,27 +79,30 @@ def perturbed(problem: Problem, spread: float, rng: np.random.Generator) -> Prob
     return dataclasses.replace(problem, slots=slots)
 
 
-def draw_students(ctx: Context, budgets: list[float], per_budget: int, spread: float, seed: int) -> list[dict]:
-    """Distinct selections per budget: each score's own answer first, then perturbed answers in turn."""
+def draw_students(ctx: Context, budgets: list[float], per_budget: int, spread: float, seed: int,
+                  drawing: list[str] | None = None) -> list[dict]:
+    """Distinct selections per budget: each drawing score's own answer first (``drawing``: names of
+    :data:`SCORES`, default all), then perturbed answers in turn."""
+    drawing = drawing or list(SCORES)
     table = latency_table(ctx)
     teacher_ms = reference_teacher_ms(table)
     rng = np.random.default_rng(seed)
     out = []
     for fraction in budgets:
         budget_ms = fraction * teacher_ms
-        problems = {name: selection_problem(ctx, table, budget_ms, score_of) for name, score_of in SCORES.items()}
+        problems = {name: selection_problem(ctx, table, budget_ms, SCORES[name]) for name in drawing}
         seen: set[tuple] = set()
         for attempt in range(6 * per_budget):
             if len(seen) == per_budget:
                 break
-            name = list(SCORES)[attempt % len(SCORES)]
-            problem = problems[name] if attempt < len(SCORES) else perturbed(problems[name], spread, rng)
+            name = drawing[attempt % len(drawing)]
+            problem = problems[name] if attempt < len(drawing) else perturbed(problems[name], spread, rng)
             selection = solve(problem, backend=ctx.recipe.search.backend, time_limit_s=ctx.recipe.search.time_limit_s)
             key = tuple(sorted(selection.choices.items()))
             if key in seen:
                 continue
             seen.add(key)
-            out.append({"budget": fraction, "drawn_by": name if attempt < len(SCORES) else f"{name}, perturbed",
+            out.append({"budget": fraction, "drawn_by": name if attempt < len(drawing) else f"{name}, perturbed",
                         "choices": dict(selection.choices), "predicted_ms": selection.predicted_latency_ms})
     return out
 
@@ -181,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", default="0.35,0.45,0.55", help="comma-separated fractions of the teacher's latency")
     p.add_argument("--students-per-budget", type=int, default=8)
     p.add_argument("--candidates", type=int, default=16, help="one-swap students for the correlation over candidates")
+    p.add_argument("--scores", default=",".join(SCORES), help="comma-separated scores whose picks are drawn")
+    p.add_argument("--no-teacher-floor", action="store_true",
+                   help="search.teacher_floor off: candidates may be credited with beating the teacher")
     p.add_argument("--score-noise", type=float, default=0.5, help="log-normal spread of the perturbed scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/score_predictiveness.json"))
@@ -190,11 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         run = RunDir(Path(args.run))
-        ctx = Context(recipe_for_run_dir(run, args.recipe), run)
+        recipe = recipe_for_run_dir(run, args.recipe)
+        if args.no_teacher_floor:
+            recipe = dataclasses.replace(recipe, search=dataclasses.replace(recipe.search, teacher_floor=False))
+        ctx = Context(recipe, run)
         if not run.scores.is_file():
             raise HantError(f"{run.root} has no {run.scores.name}: run its distill stage first")
+        drawing = args.scores.split(",")
+        if unknown := sorted(set(drawing) - set(SCORES)):
+            raise HantError(f"--scores: unknown {', '.join(unknown)} (known: {', '.join(SCORES)})")
         budgets = [float(b) for b in args.budgets.split(",")]
-        students = draw_students(ctx, budgets, args.students_per_budget, args.score_noise, args.seed)
+        students = draw_students(ctx, budgets, args.students_per_budget, args.score_noise, args.seed, drawing)
     except HantError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -212,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"one-swap {i + 1}/{args.candidates} {slot} {key}: test {row['test_accuracy']:.2f} %", flush=True)
     result = {
         "run": str(run.root), "recipe": ctx.recipe.name, "budgets": budgets, "score_noise": args.score_noise,
+        "drawing_scores": drawing, "teacher_floor": ctx.recipe.search.teacher_floor,
         "finetune": dataclasses.asdict(ctx.recipe.finetune),
         "over_students": correlations(rows, "budget"), "over_candidates": correlations(swaps, None),
         "students": rows, "one_swap": swaps, "total_s": time.perf_counter() - t0,

@@ -281,3 +281,14 @@ def test_score_sums_of_a_stream_selection_count_the_stream_widths(stream_run) ->
         delta = sp.score_sums(stream_run, narrow)[name] - sp.score_sums(stream_run, full)[name]
         assert delta == pytest.approx(sp.SCORES[name](records[narrow[STREAM_PREFIX + g]])
                                       - sp.SCORES[name](records[str(layout.width(g))]))
+
+
+def test_score_predictiveness_draws_only_the_named_scores_picks(stream_run) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import score_predictiveness as sp
+
+    drawn = sp.draw_students(stream_run, [0.97, 0.99], 2, 0.5, 0, ["swap_error"])
+    assert all(d["drawn_by"].startswith("swap_error") for d in drawn)
+    for budget in (0.97, 0.99):  # the score's own pick first, then perturbed ones (a budget may offer only one)
+        mine = [d["drawn_by"] for d in drawn if d["budget"] == budget]
+        assert mine[0] == "swap_error" and set(mine[1:]) <= {"swap_error, perturbed"} and len(mine) <= 2
