@@ -230,11 +230,10 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
     slots, offered = [], {}
     for slot in ctx.slots:
         costs, specs = [], []
-        floor = teacher_score(scores[slot.name], score_of) if floored else None
+        floor = record_score(scores[slot.name].get("keep"), score_of) if floored else None
         for spec in ctx.zoo[slot.name]:
             for precision in run_precisions(ctx):
-                rec = scores[slot.name].get(with_precision(spec.key, precision, "float32"))
-                score = None if rec is None or rec["status"] == "failed" else score_of(rec)
+                score = record_score(scores[slot.name].get(with_precision(spec.key, precision, "float32")), score_of)
                 if score is None:
                     continue
                 if floor is not None:
@@ -251,9 +250,8 @@ def selection_problem(ctx: Context, table: LatencyTable, budget_ms: float,
     return problem
 
 
-def teacher_score(records: Mapping[str, Mapping[str, Any]], score_of: Callable[[Mapping[str, Any]], float | None]) -> float | None:
-    """``score_of`` of a slot's float32 ``keep`` record (the teacher's own block), None without one."""
-    rec = records.get("keep")
+def record_score(rec: Mapping[str, Any] | None, score_of: Callable[[Mapping[str, Any]], float | None]) -> float | None:
+    """``score_of`` of a candidate's score record; None where it is absent or failed."""
     return None if rec is None or rec["status"] == "failed" else score_of(rec)
 
 
