@@ -374,6 +374,7 @@ def stage_search(ctx: Context) -> dict:
             "measured_teacher_ms": r["teacher_ms"],
             "limit_ms": r["limit_ms"],
             "chosen": i == fit.chosen,
+            **({"remeasured": r["remeasured"]} if "remeasured" in r else {}),
         }
         for i, (r, p) in enumerate(zip(fit.rounds, predicted))
     ]
