@@ -147,9 +147,24 @@ def test_a_resource_limit_alone_that_cannot_be_met_names_the_smallest_total():
     assert f"{least:.6g}" in str(info.value)
 
 
-def test_limits_that_cannot_be_met_together_say_so():
+def test_a_budget_under_the_fastest_selection_the_limits_allow_names_that_latency():
+    """Each row alone can be met (both fast: 2 ms; both keep: 2 params), but under 3 params only
+    both keep fit, at 4 ms: the budget is what cannot be met, and 4 ms is the floor to raise it to."""
     slot = lambda n: SlotChoices(n, (CandidateCost("keep", 2.0, 0.0, {"params": 1.0}), CandidateCost("fast", 1.0, 0.1, {"params": 5.0})))
     problem = Problem((slot("a"), slot("b")), budget_ms=2.5, limits=(ResourceLimit("params", 3.0),))
+    for backend in BACKENDS:
+        with pytest.raises(InfeasibleBudgetError) as info:
+            solve(problem, backend=backend)
+        assert info.value.min_latency_ms == pytest.approx(4.0)
+        floor = solve(Problem(problem.slots, info.value.min_latency_ms, limits=problem.limits), backend=backend)
+        assert floor.choices == {"a": "keep", "b": "keep"}
+
+
+def test_limits_that_cannot_be_met_together_say_so():
+    slot = lambda n: SlotChoices(n, (CandidateCost("p", 1.0, 0.0, {"params": 1.0, "flops": 0.0}),
+                                     CandidateCost("f", 1.0, 0.0, {"params": 0.0, "flops": 1.0})))
+    problem = Problem((slot("a"), slot("b")), budget_ms=5.0,
+                      limits=(ResourceLimit("params", 0.5), ResourceLimit("flops", 0.5)))
     for backend in BACKENDS:
         with pytest.raises(SearchError, match="together"):
             solve(problem, backend=backend)

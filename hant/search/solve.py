@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Callable, Literal, get_args
 
 import numpy as np
@@ -101,9 +102,21 @@ def _solve_integer(
     raise SearchError(f"backend {name!r} kept returning selections over the budget; use backend 'cpsat'")
 
 
-def _infeasible_together(table: CostTable) -> SearchError:
-    rows = " and ".join(("the latency budget" if n == LATENCY else f"the {n} limit") for n in table.row_names)
-    return SearchError(f"no selection satisfies {rows} together, though each alone can be met; relax one of them")
+def _infeasible_together(problem: Problem, together: SearchError, backend: str, time_limit_s: float) -> SearchError:
+    """The error for a budget and limits each met alone but not together: InfeasibleBudgetError with
+    the fastest selection the limits allow where the limits can be met together, else ``together``."""
+    slack = problem.fixed_latency_ms + sum(max(c.latency_ms for c in slot.candidates) for slot in problem.slots)
+    fastest_first = replace(
+        problem,
+        slots=tuple(replace(slot, candidates=tuple(replace(c, score=c.latency_ms) for c in slot.candidates))
+                    for slot in problem.slots),
+        budget_ms=max(problem.budget_ms, slack) + 1.0,
+    )
+    try:
+        fastest = _select(fastest_first, backend, time_limit_s, None, True, explain_infeasible=False)
+    except SearchError:
+        return together
+    return InfeasibleBudgetError(problem.budget_ms, fastest.predicted_latency_ms)
 
 
 def solve(
@@ -123,10 +136,24 @@ def solve(
     previous selection, slot name → key) warm-starts the search; ``fixing=False`` skips the presolve's
     reduced-cost fixing and hands the backend the whole model.
     Raises SearchError for a malformed problem, an unknown backend, limits that cannot be met together
-    or a solver that finds nothing in time, and InfeasibleBudgetError when even the fastest candidates
-    exceed the budget. Equal problems give equal answers: reductions keep the first of exact duplicates
+    or a solver that finds nothing in time, and InfeasibleBudgetError when even the fastest selection
+    the limits allow exceeds the budget (its latency is the error's ``min_latency_ms``). Equal problems give equal answers: reductions keep the first of exact duplicates
     and the solvers run deterministically.
     """
+    return _select(problem, backend, time_limit_s, hint, fixing, explain_infeasible=True)
+
+
+def _select(
+    problem: Problem,
+    backend: str,
+    time_limit_s: float,
+    hint: Mapping[str, str] | None,
+    fixing: bool,
+    *,
+    explain_infeasible: bool,
+) -> Selection:
+    """:func:`solve`; ``explain_infeasible`` turns a budget infeasible under the limits into an
+    InfeasibleBudgetError with the fastest selection the limits allow (found by a second, unexplained solve)."""
     solve_backend = _backend(backend)  # before the clock: importing a solver is a one-time cost
     start = time.perf_counter()
     if not (isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s) and time_limit_s > 0):
@@ -146,7 +173,8 @@ def solve(
         flat, status, gap, lower = best, "optimal", 0.0, None
         extras["solved_by"] = "unconstrained optimum fits the budget"
     else:
-        flat, status, gap, lower = _solve_model(problem, table, kept, solve_backend, backend, time_limit_s, hint, fixing, extras)
+        flat, status, gap, lower = _solve_model(problem, table, kept, solve_backend, backend, time_limit_s, hint, fixing,
+                                                extras, explain_infeasible)
 
     totals, score = selection_totals(table, flat)
     extras["totals"] = dict(zip(table.row_names, totals))
@@ -182,9 +210,13 @@ def _solve_model(
     hint: Mapping[str, str] | None,
     fixing: bool,
     extras: dict,
+    explain_infeasible: bool,
 ) -> tuple[np.ndarray, str, float, float]:
     """Scale, presolve and run the backend; returns flat picks, status, gap and the proven lower bound."""
-    scaled = scale_table(table, kept)
+    try:
+        scaled = scale_table(table, kept)
+    except SearchError as e:  # a slot with no candidate within every capacity
+        raise _infeasible_together(problem, e, backend, time_limit_s) if explain_infeasible else e from None
     extras.update(
         candidates_in_model=scaled.n_candidates,
         latency_units_per_ms=scaled.lat_scale,
@@ -204,7 +236,9 @@ def _solve_model(
     try:
         raw = _solve_integer(pre.model, solve_backend, backend, time_limit_s, pre.hint, int(pre.lower_bound))
     except ModelInfeasible:
-        raise _infeasible_together(table) from None
+        rows = " and ".join(("the latency budget" if n == LATENCY else f"the {n} limit") for n in table.row_names)
+        together = SearchError(f"no selection satisfies {rows} together, though each alone can be met; relax one of them")
+        raise _infeasible_together(problem, together, backend, time_limit_s) if explain_infeasible else together from None
     objective = int(sum(int(p[c]) for p, c in zip(pre.model.score, raw.picks)))
     if pre.proven and raw.status == "optimal" and objective != pre.incumbent:
         log.warning("presolve proved %d score units optimal but %s found %d; please report this", pre.incumbent, backend, objective)
