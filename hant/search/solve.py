@@ -102,20 +102,21 @@ def _solve_integer(
     raise SearchError(f"backend {name!r} kept returning selections over the budget; use backend 'cpsat'")
 
 
-def _infeasible_together(problem: Problem, together: SearchError, backend: str, time_limit_s: float) -> SearchError:
+def _infeasible_error(problem: Problem, together: str, backend: str, time_limit_s: float) -> SearchError:
     """The error for a budget and limits each met alone but not together: InfeasibleBudgetError with
-    the fastest selection the limits allow where the limits can be met together, else ``together``."""
-    slack = problem.fixed_latency_ms + sum(max(c.latency_ms for c in slot.candidates) for slot in problem.slots)
+    the fastest selection the limits allow where the limits can be met together, else SearchError
+    with the message ``together``."""
+    slowest = problem.fixed_latency_ms + sum(max(c.latency_ms for c in slot.candidates) for slot in problem.slots)
     fastest_first = replace(
         problem,
         slots=tuple(replace(slot, candidates=tuple(replace(c, score=c.latency_ms) for c in slot.candidates))
                     for slot in problem.slots),
-        budget_ms=max(problem.budget_ms, slack) + 1.0,
+        budget_ms=slowest + 1.0,
     )
     try:
-        fastest = _select(fastest_first, backend, time_limit_s, None, True, explain_infeasible=False)
-    except SearchError:
-        return together
+        fastest = _select(fastest_first, backend, time_limit_s, None, True)
+    except ModelInfeasible:
+        return SearchError(together)
     return InfeasibleBudgetError(problem.budget_ms, fastest.predicted_latency_ms)
 
 
@@ -137,23 +138,18 @@ def solve(
     reduced-cost fixing and hands the backend the whole model.
     Raises SearchError for a malformed problem, an unknown backend, limits that cannot be met together
     or a solver that finds nothing in time, and InfeasibleBudgetError when even the fastest selection
-    the limits allow exceeds the budget (its latency is the error's ``min_latency_ms``). Equal problems give equal answers: reductions keep the first of exact duplicates
-    and the solvers run deterministically.
+    the limits allow exceeds the budget (its latency is the error's ``min_latency_ms``). Equal
+    problems give equal answers: reductions keep the first of exact duplicates and the solvers run
+    deterministically.
     """
-    return _select(problem, backend, time_limit_s, hint, fixing, explain_infeasible=True)
+    try:
+        return _select(problem, backend, time_limit_s, hint, fixing)
+    except ModelInfeasible as e:
+        raise _infeasible_error(problem, str(e), backend, time_limit_s) from None
 
 
-def _select(
-    problem: Problem,
-    backend: str,
-    time_limit_s: float,
-    hint: Mapping[str, str] | None,
-    fixing: bool,
-    *,
-    explain_infeasible: bool,
-) -> Selection:
-    """:func:`solve`; ``explain_infeasible`` turns a budget infeasible under the limits into an
-    InfeasibleBudgetError with the fastest selection the limits allow (found by a second, unexplained solve)."""
+def _select(problem: Problem, backend: str, time_limit_s: float, hint: Mapping[str, str] | None, fixing: bool) -> Selection:
+    """:func:`solve`, raising ModelInfeasible (worded) where the rows cannot be met together."""
     solve_backend = _backend(backend)  # before the clock: importing a solver is a one-time cost
     start = time.perf_counter()
     if not (isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s) and time_limit_s > 0):
@@ -173,8 +169,7 @@ def _select(
         flat, status, gap, lower = best, "optimal", 0.0, None
         extras["solved_by"] = "unconstrained optimum fits the budget"
     else:
-        flat, status, gap, lower = _solve_model(problem, table, kept, solve_backend, backend, time_limit_s, hint, fixing,
-                                                extras, explain_infeasible)
+        flat, status, gap, lower = _solve_model(problem, table, kept, solve_backend, backend, time_limit_s, hint, fixing, extras)
 
     totals, score = selection_totals(table, flat)
     extras["totals"] = dict(zip(table.row_names, totals))
@@ -210,13 +205,12 @@ def _solve_model(
     hint: Mapping[str, str] | None,
     fixing: bool,
     extras: dict,
-    explain_infeasible: bool,
 ) -> tuple[np.ndarray, str, float, float]:
     """Scale, presolve and run the backend; returns flat picks, status, gap and the proven lower bound."""
     try:
         scaled = scale_table(table, kept)
     except SearchError as e:  # a slot with no candidate within every capacity
-        raise _infeasible_together(problem, e, backend, time_limit_s) if explain_infeasible else e from None
+        raise ModelInfeasible(str(e)) from None
     extras.update(
         candidates_in_model=scaled.n_candidates,
         latency_units_per_ms=scaled.lat_scale,
@@ -237,8 +231,7 @@ def _solve_model(
         raw = _solve_integer(pre.model, solve_backend, backend, time_limit_s, pre.hint, int(pre.lower_bound))
     except ModelInfeasible:
         rows = " and ".join(("the latency budget" if n == LATENCY else f"the {n} limit") for n in table.row_names)
-        together = SearchError(f"no selection satisfies {rows} together, though each alone can be met; relax one of them")
-        raise _infeasible_together(problem, together, backend, time_limit_s) if explain_infeasible else together from None
+        raise ModelInfeasible(f"no selection satisfies {rows} together, though each alone can be met; relax one of them") from None
     objective = int(sum(int(p[c]) for p, c in zip(pre.model.score, raw.picks)))
     if pre.proven and raw.status == "optimal" and objective != pre.incumbent:
         log.warning("presolve proved %d score units optimal but %s found %d; please report this", pre.incumbent, backend, objective)
