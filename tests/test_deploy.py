@@ -73,6 +73,19 @@ def test_targets_accept_the_precisions_their_runtime_runs_and_name_the_choices_o
         LatencyTarget(backend="openvino", dtype="float16")
 
 
+def test_the_int8_quantizer_is_named_only_where_it_feeds_the_backend_and_keys_the_cache_only_when_set():
+    assert LatencyTarget(backend="openvino", dtype="int8", quantizer="onnxruntime").quantizer == "onnxruntime"
+    with pytest.raises(ConfigError, match="nncf does not feed backend onnxruntime"):
+        LatencyTarget(backend="onnxruntime", quantizer="nncf")
+    with pytest.raises(ConfigError, match="unknown int8 quantizer 'ptq'"):
+        LatencyTarget(backend="openvino", quantizer="ptq")
+    plain, qdq = LatencyTarget(backend="openvino", dtype="int8"), LatencyTarget(backend="openvino", dtype="int8", quantizer="onnxruntime")
+    assert "quantizer" not in plain.to_dict() and "quantizer" not in repr(plain)
+    assert plain.canonical_json() != qdq.canonical_json() and repr(plain) != repr(qdq)
+    assert LatencyTarget.from_dict(qdq.to_dict()) == qdq and "int8 by onnxruntime" in qdq.describe()
+    assert "onnxruntime" in device_fingerprint(qdq) and "onnxruntime" not in device_fingerprint(plain)
+
+
 @pytest.mark.skipif(native_bf16(), reason="this CPU has native bf16")
 def test_bf16_in_openvino_on_a_cpu_without_native_bf16_is_one_clear_line():
     with pytest.raises(LatencyError, match="no native bf16"):
@@ -105,11 +118,11 @@ def test_the_fingerprint_records_the_isa_and_the_runtime_versions():
 # -- quantization --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_int8_is_close_to_float_and_quantizes_only_the_planned_slot(backend, tmp_path):
+@pytest.mark.parametrize("backend, quantizer", [("openvino", None), ("onnxruntime", None), ("openvino", "onnxruntime")])
+def test_int8_is_close_to_float_and_quantizes_only_the_planned_slot(backend, quantizer, tmp_path):
     model, x = net(), images()
     onnx_path = export_onnx(model, torch.from_numpy(x[:8]), tmp_path / "m.onnx", dynamic_batch=True)
-    target = LatencyTarget(backend=backend)
+    target = LatencyTarget(backend=backend, quantizer=quantizer)
     batches = calibration_batches(x, 8)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()

@@ -16,7 +16,7 @@ from ..io import read_json
 from ..latency.measure import time_runners
 from ..latency.runners import DeployedRunner, cpu_clock
 from ..pipeline import Context, RunDir
-from ..pipeline.calibration_data import task_calibration
+from ..pipeline.calibration_data import calibration_images
 from .pipeline import add_plugin_argument
 from ..student import load_student, student_deployment
 
@@ -33,7 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     target, plan = deployment if deployment else (ctx.recipe.target, None)
     fmt = artifact_format(target) if args.format == "auto" else args.format
     out = Path(args.out) if args.out else run.root / "export" / f"student{SUFFIXES[fmt]}"
-    images = task_calibration(ctx)[0] if plan is not None and plan.uses_int8 else None
+    images = calibration_images(ctx) if plan is not None and plan.uses_int8 else None
     result = export_student(student, input_shape, out, fmt, target, plan, images)
     summary: dict = {
         "path": str(result.path),

@@ -102,11 +102,14 @@ def _openvino(onnx_path: Path, target: LatencyTarget, plan: PrecisionPlan,
     if plan.uses_int8:
         check_openvino("int8")
     core = ov.Core()
+    qdq = plan.uses_int8 and target.quantizer == "onnxruntime"
+    if qdq:  # ONNX Runtime's QDQ graph; OpenVINO turns its Q/DQ pairs into FakeQuantize and int8 kernels
+        onnx_path = quantize_onnx(onnx_path, onnx_path.with_name(onnx_path.stem + ".qdq.onnx"), plan, calibration or [], what)
     try:
         model = read_onnx(ov, core, onnx_path)
     except Exception as e:
         raise DeployError(f"OpenVINO could not read the ONNX export of {what} ({type(e).__name__}: {str(e)[:200]})") from e
-    if plan.uses_int8:
+    if plan.uses_int8 and not qdq:
         model = quantize_openvino(model, plan, calibration or [], what)
     artifact = onnx_path
     if save_to is not None:

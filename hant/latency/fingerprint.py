@@ -108,6 +108,8 @@ def device_fingerprint(target: LatencyTarget) -> dict[str, Any]:
     if target.backend == "openvino":
         fp["openvino"] = import_openvino().get_version()
         fp["openvino_capabilities"] = openvino_capabilities()
+        if target.quantizer == "onnxruntime":  # its QDQ graph is what OpenVINO compiles
+            fp["onnxruntime"] = import_onnxruntime().__version__
     if target.device != "cpu":
         fp.update(_gpu_info(target))
     return fp

@@ -25,11 +25,16 @@ BACKEND_DTYPES = {
 """The precisions each backend runs, per device kind. int8 is static post-training quantization by the
 runtime's own tool (NNCF for OpenVINO, ``onnxruntime.quantization`` QDQ for ONNX Runtime), calibrated on
 the task's data; torch runs no int8 here."""
+Quantizer = Literal["nncf", "onnxruntime"]
+QUANTIZERS: tuple[str, ...] = get_args(Quantizer)
+QUANTIZER_BACKENDS = {"nncf": ("openvino",), "onnxruntime": ("openvino", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt")}
+"""The backends each int8 quantizer can feed: NNCF writes OpenVINO models; ONNX Runtime's QDQ graphs run in
+ONNX Runtime and in OpenVINO, which reads QDQ ONNX and compiles it to the same int8 kernels."""
 MemoryFormat = Literal["contiguous", "channels_last"]
 MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LatencyTarget:
     """The deployment target of a latency measurement."""
 
@@ -51,6 +56,12 @@ class LatencyTarget:
     """``contiguous`` (NCHW) or ``channels_last`` (NHWC)."""
     threads: int = 1
     """CPU threads for the runtime (intra-op)."""
+    quantizer: Quantizer | None = None
+    """The tool that quantizes int8 networks: ``None`` for the runtime's own (NNCF for OpenVINO,
+    ``onnxruntime.quantization`` for ONNX Runtime); ``onnxruntime`` on OpenVINO quantizes the ONNX graph
+    to QDQ with ONNX Runtime's tool and lets OpenVINO compile that. On three MobileNetV2s trained here
+    NNCF lost 0.9-49 points of test accuracy where the QDQ graph lost 0.1-1.3, at the same latency
+    (``benchmarks/int8_quantizers.py``; docs/runtimes.md)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -72,6 +83,12 @@ class LatencyTarget:
                 f"backend {self.backend} on {kind} does not run dtype {self.dtype}; choose one of {list(allowed)}"
                 + (" or backend openvino / onnxruntime for int8" if self.dtype == "int8" else "")
             )
+        if self.quantizer is not None:
+            if self.quantizer not in QUANTIZERS:
+                raise ConfigError(f"unknown int8 quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)} (or leave it unset)")
+            if self.backend not in QUANTIZER_BACKENDS[self.quantizer]:
+                raise ConfigError(f"int8 quantizer {self.quantizer} does not feed backend {self.backend}; "
+                                  f"it feeds {', '.join(QUANTIZER_BACKENDS[self.quantizer])}")
         if self.batch_size < 1 or self.threads < 1:
             raise ConfigError("batch_size and threads of a latency target must be at least 1")
 
@@ -86,7 +103,14 @@ class LatencyTarget:
         return self.backend.startswith("onnxruntime")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; ``quantizer`` only when set, so that targets written before it existed keep their cache keys."""
+        d = asdict(self)
+        if d["quantizer"] is None:
+            del d["quantizer"]
+        return d
+
+    def __repr__(self) -> str:  # from to_dict: stage fingerprints hash it, and an unset quantizer must not move them
+        return f"LatencyTarget({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
 
     def canonical_json(self) -> str:
         """Compact JSON with sorted keys: equal targets give equal strings (cache keys)."""
@@ -95,7 +119,8 @@ class LatencyTarget:
     def describe(self) -> str:
         """Short human-readable form, e.g. ``cpu/torch/float32/batch 1/contiguous/1 thread``."""
         threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
-        return f"{self.device}/{self.backend}/{self.dtype}/batch {self.batch_size}/{self.memory_format}/{threads}"
+        quantizer = f"/int8 by {self.quantizer}" if self.quantizer else ""
+        return f"{self.device}/{self.backend}/{self.dtype}/batch {self.batch_size}/{self.memory_format}/{threads}{quantizer}"
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyTarget":

@@ -40,9 +40,8 @@ def slot_inputs(model: nn.Module, slots: Sequence[Slot], images: torch.Tensor,
     return {path: torch.cat(xs).numpy() for path, xs in per_slot.items()}
 
 
-@torch.no_grad()
-def task_calibration(ctx: Context, samples: int = CALIBRATION_SAMPLES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Up to ``samples`` training images, and per slot path the teacher's input to that slot on them."""
+def calibration_images(ctx: Context, samples: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """Up to ``samples`` training images in a fixed order, as float32: what whole networks calibrate on."""
     images: list[torch.Tensor] = []
     taken = 0
     for x, _ in ctx.calibration_loader(min(samples, CAPTURE_BATCH)):
@@ -50,5 +49,10 @@ def task_calibration(ctx: Context, samples: int = CALIBRATION_SAMPLES) -> tuple[
         taken += len(images[-1])
         if taken >= samples:
             break
-    batch = torch.cat(images)
-    return batch.float().numpy(), slot_inputs(ctx.teacher, ctx.slots, batch, min(samples, CAPTURE_BATCH))
+    return torch.cat(images).float().numpy()
+
+
+def task_calibration(ctx: Context, samples: int = CALIBRATION_SAMPLES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`calibration_images`, and per slot path the teacher's input to that slot on them."""
+    images = calibration_images(ctx, samples)
+    return images, slot_inputs(ctx.teacher, ctx.slots, torch.from_numpy(images), min(samples, CAPTURE_BATCH))

@@ -25,7 +25,7 @@ from ..pruning.save import load_pruned, save_pruned
 from ..pruning.space import PruneSpace, removed_importance
 from ..student import load_student
 from . import outputs
-from .calibration_data import needs_calibration, task_calibration
+from .calibration_data import calibration_images, needs_calibration
 from .context import Context
 from .report import write_report
 from .runner import STAGES, Stage
@@ -39,7 +39,7 @@ def _calibration(ctx: Context) -> np.ndarray | None:
     profile stage of ``hant run`` quantizes its own: the first batch of them (a timed network
     calibrates on one batch); None on a floating-point target."""
     target = ctx.recipe.target
-    return task_calibration(ctx, samples=target.batch_size)[0] if needs_calibration([target.dtype]) else None
+    return calibration_images(ctx, samples=target.batch_size) if needs_calibration([target.dtype]) else None
 
 
 def _space(ctx: Context) -> PruneSpace:

@@ -34,7 +34,7 @@ from ..slots import Slot, discover_slots, get_submodule, slots_to_json
 from ..student import assemble_student, load_student, save_student
 from ..user_data import check_split
 from ..weights import load_weights
-from .calibration_data import needs_calibration, run_precisions, task_calibration
+from .calibration_data import calibration_images, needs_calibration, run_precisions, task_calibration
 from .context import Context
 from .profiling import slot_options
 from .streams import (
@@ -260,7 +260,7 @@ def network_calibration(ctx: Context, names: list[str]) -> dict | None:
     (None when no precision of the run is int8)."""
     if not needs_calibration(run_precisions(ctx)):
         return None
-    images, _ = task_calibration(ctx)
+    images = calibration_images(ctx)
     return {name: images for name in names}
 
 
@@ -523,7 +523,7 @@ def stage_report(ctx: Context) -> dict:
     selection = read_json(ctx.run.selection)
     plan = student_plan(ctx, selection["choices"])
     ptq = int8_baseline(target)
-    images = task_calibration(ctx)[0] if ptq or plan.uses_int8 else None
+    images = calibration_images(ctx) if ptq or plan.uses_int8 else None
     items = [("teacher", teacher, ctx.input_shape), ("student", student, ctx.input_shape)]
     plans = {"student": plan}
     if ptq:
