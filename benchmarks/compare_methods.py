@@ -39,7 +39,7 @@ from hant.deploy import PrecisionPlan  # noqa: E402
 from hant.errors import HantError  # noqa: E402
 from hant.io import write_json  # noqa: E402
 from hant.latency import measure  # noqa: E402
-from hant.pipeline.calibration_data import task_calibration  # noqa: E402
+from hant.pipeline.calibration_data import calibration_images  # noqa: E402
 from hant.pipeline.context import Context  # noqa: E402
 from hant.pipeline.rundir import RunDir  # noqa: E402
 from hant.pipeline.stages import int8_baseline  # noqa: E402
@@ -101,7 +101,7 @@ def compare(recipe: Recipe, work: Path, budgets: list[float], seeds: list[int], 
     ctx = Context(recipe, first)
     target = recipe.target
     ptq = int8_baseline(target)
-    images = task_calibration(ctx)[0] if target.dtype == "int8" or ptq else None
+    images = calibration_images(ctx) if target.dtype == "int8" or ptq else None
 
     pruners = [m for m in methods if m in runner.PIPELINE_PRUNERS]
     if pruners:

@@ -28,7 +28,7 @@ from hant.io import read_json
 from hant.latency import measure
 from hant.pipeline import Context, RunDir, run_stages
 from hant.pipeline.budget_series import share_upstream
-from hant.pipeline.calibration_data import task_calibration
+from hant.pipeline.calibration_data import calibration_images
 from hant.student import load_student, student_deployment
 
 
@@ -59,7 +59,7 @@ def main() -> None:
         raise SystemExit(f"{args.recipe} offers no per-slot precision (zoo.precisions is empty)")
     ctx = Context(mixed_recipe, RunDir(Path(args.root) / "mixed"))
     run_stages(ctx, "slots")
-    images = task_calibration(ctx)[0]
+    images = calibration_images(ctx)
     teacher_fp32_ms = float32_teacher_ms(ctx, images, args.time_budget / 4)
     budget_ms = args.budget * teacher_fp32_ms
     mixed_recipe.search.budget_ms = budget_ms
