@@ -1,9 +1,11 @@
 """Runtime matrix: every network in every runtime and precision this CPU runs, timed interleaved in one run.
 
 Columns: torch eager float32 and bfloat16, ONNX Runtime float32 and int8 (QDQ, static), OpenVINO
-float32, bfloat16 and int8 (NNCF). A column the CPU cannot run (OpenVINO bf16 without native bf16)
-is reported as such, not timed. Rows: the demo run's teacher and student (``--run``, made by
-``make demo``; skipped with a note when missing), with their test accuracy in every precision, and
+float32, bfloat16 and int8 (NNCF), and OpenVINO running ONNX Runtime's int8 QDQ graph (the target's
+``quantizer: onnxruntime``). A column the CPU cannot run (OpenVINO bf16 without native bf16)
+is reported as such, not timed. Rows: a run's teacher and student (``--run``, by default the demo's,
+made by ``make demo``; a run without a student gives its teacher row alone; skipped with a note when
+the run has no teacher), with their test accuracy in every precision, and
 timm's efficientnet_b0, mobilenetv2_100 and resnet50 at 224 px (random weights: only their latency
 is meaningful). int8 calibrates on real images: the demo's training images for the demo networks,
 and for the 224 px networks scikit-learn's digits upsampled to 224 px in three channels (no ImageNet
@@ -13,7 +15,7 @@ Every (network, runtime) pair is built first; then all are timed in shuffled rou
 (:func:`hant.latency.measure.time_runners`), so the machine's drift hits every cell alike. The last
 line printed is a JSON object.
 
-    flock /tmp/hant-measure.lock .venv/bin/python benchmarks/runtime_matrix.py [--run runs/demo]
+    flock /tmp/hant-measure.lock .venv/bin/python benchmarks/runtime_matrix.py [--run runs/demo] [--models ...]
 """
 from __future__ import annotations
 
@@ -39,17 +41,18 @@ from hant.latency.measure import time_runners
 from hant.latency.runners import build_runner, prepare_module
 from hant.latency.runtime import check_target
 from hant.pipeline import Context, RunDir
-from hant.pipeline.calibration_data import task_calibration
+from hant.pipeline.calibration_data import calibration_images
 from hant.student import load_student, student_deployment
 
-COLUMNS = [
-    ("torch eager fp32", "torch", "float32"),
-    ("torch eager bf16", "torch", "bfloat16"),
-    ("ONNX Runtime fp32", "onnxruntime", "float32"),
-    ("ONNX Runtime int8", "onnxruntime", "int8"),
-    ("OpenVINO fp32", "openvino", "float32"),
-    ("OpenVINO bf16", "openvino", "bfloat16"),
-    ("OpenVINO int8", "openvino", "int8"),
+COLUMNS = [  # label, backend, dtype, int8 quantizer (None: the runtime's own)
+    ("torch eager fp32", "torch", "float32", None),
+    ("torch eager bf16", "torch", "bfloat16", None),
+    ("ONNX Runtime fp32", "onnxruntime", "float32", None),
+    ("ONNX Runtime int8", "onnxruntime", "int8", None),
+    ("OpenVINO fp32", "openvino", "float32", None),
+    ("OpenVINO bf16", "openvino", "bfloat16", None),
+    ("OpenVINO int8", "openvino", "int8", None),
+    ("OpenVINO int8, ONNX Runtime's QDQ", "openvino", "int8", "onnxruntime"),
 ]
 MODELS = ("efficientnet_b0", "mobilenetv2_100", "resnet50")
 CALIBRATION_IMAGES = 64
@@ -60,16 +63,18 @@ def networks(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     """Rows: name, module, per-sample shape, batch size, calibration images, and (demo) the test loader."""
     rows, notes = [], []
     run = RunDir(args.run)
-    if (run.student_dir / "arch.json").is_file():
+    if run.teacher_weights.is_file():
         ctx = Context(recipe_from_dict(read_json(run.recipe)), run)
-        images = task_calibration(ctx)[0]
-        demo_batch = ctx.recipe.target.batch_size
-        plan = (student_deployment(run.student_dir) or (None, None))[1]
-        common = {"shape": ctx.input_shape, "batch": demo_batch, "calibration": images, "test": ctx.eval_loader("test")}
-        rows.append({"name": "demo teacher", "module": ctx.teacher, **common})
-        rows.append({"name": "demo student", "module": load_student(run.student_dir), "student_plan": plan, **common})
+        images = calibration_images(ctx)
+        name = "demo" if ctx.recipe.name == "demo" else ctx.recipe.name
+        common = {"shape": ctx.input_shape, "batch": ctx.recipe.target.batch_size, "calibration": images,
+                  "test": ctx.eval_loader("test")}
+        rows.append({"name": f"{name} teacher", "module": ctx.teacher, **common})
+        if (run.student_dir / "arch.json").is_file():
+            plan = (student_deployment(run.student_dir) or (None, None))[1]
+            rows.append({"name": f"{name} student", "module": load_student(run.student_dir), "student_plan": plan, **common})
     else:
-        notes.append(f"no demo run at {args.run} (run `make demo` first): its rows are skipped")
+        notes.append(f"no trained teacher in {args.run} (run `make demo` first): its rows are skipped")
     images = digits_images(args.input_size, CALIBRATION_IMAGES, channels=3)
     for name in args.models:
         torch.manual_seed(0)
@@ -93,17 +98,18 @@ def main() -> None:
     started = time.perf_counter()
     rows, notes = networks(args)
     columns, skipped = [], {}
-    for label, backend, dtype in COLUMNS:
+    for label, backend, dtype, quantizer in COLUMNS:
         try:
-            check_target(LatencyTarget(backend=backend, dtype=dtype, threads=args.threads))
-            columns.append((label, backend, dtype))
+            check_target(LatencyTarget(backend=backend, dtype=dtype, threads=args.threads, quantizer=quantizer))
+            columns.append((label, backend, dtype, quantizer))
         except HantError as e:
             skipped[label] = str(e)
     runners, accuracy = {}, {}
     with tempfile.TemporaryDirectory(prefix="hant-matrix-") as tmp:
         for r, row in enumerate(rows):
-            for c, (label, backend, dtype) in enumerate(columns):
-                target = LatencyTarget(backend=backend, dtype=dtype, batch_size=row["batch"], threads=args.threads)
+            for c, (label, backend, dtype, quantizer) in enumerate(columns):
+                target = LatencyTarget(backend=backend, dtype=dtype, batch_size=row["batch"], threads=args.threads,
+                                       quantizer=quantizer)
                 key = f"{row['name']} | {label}"
                 module = prepare_module(row["module"], target)
                 plan = PrecisionPlan(dtype)
