@@ -60,8 +60,8 @@ class LatencyTarget:
     """The tool that quantizes int8 networks: ``None`` for the runtime's own (NNCF for OpenVINO,
     ``onnxruntime.quantization`` for ONNX Runtime); ``onnxruntime`` on OpenVINO quantizes the ONNX graph
     to QDQ with ONNX Runtime's tool and lets OpenVINO compile that. On three MobileNetV2s trained here
-    NNCF lost 0.9-49 points of test accuracy where the QDQ graph lost 0.1-1.3, at the same latency
-    (``benchmarks/int8_quantizers.py``; docs/runtimes.md)."""
+    NNCF lost 0.9-49 points of test accuracy where the QDQ graph lost 0.05-1.3, at the same latency
+    (``benchmarks/runtime_matrix.py``; docs/runtimes.md)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
