@@ -66,7 +66,7 @@ def networks(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     if run.teacher_weights.is_file():
         ctx = Context(recipe_from_dict(read_json(run.recipe)), run)
         images = calibration_images(ctx)
-        name = "demo" if ctx.recipe.name == "demo" else ctx.recipe.name
+        name = ctx.recipe.name
         common = {"shape": ctx.input_shape, "batch": ctx.recipe.target.batch_size, "calibration": images,
                   "test": ctx.eval_loader("test")}
         rows.append({"name": f"{name} teacher", "module": ctx.teacher, **common})
